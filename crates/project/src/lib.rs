@@ -1,0 +1,21 @@
+//! Integration files: what a user writes, and what the engine runs.
+//!
+//! An integration is one YAML file with `config` variables and `flows`; a folder of them
+//! is a [`Project`]. [`load`] reads files and folders, checks everything it can before
+//! anything runs (YAML syntax, unknown fields with a suggestion, types, jq syntax,
+//! step ids and references, names), and either returns the compiled [`Project`] (every
+//! jq expression compiled once) or every [`Problem`] found, each with
+//! `file:line:column`.
+//!
+//! The raw grammar lives in [`spec`] (serde structs whose doc comments are the
+//! reference); the compiled form lives in [`model`].
+
+pub mod load;
+pub mod model;
+mod position;
+pub mod spec;
+
+pub use load::{Problem, Problems, load};
+pub use model::{
+    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger, WebhookTrigger,
+};

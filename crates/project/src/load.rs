@@ -1,0 +1,477 @@
+//! Reading integration files and folders into a [`Project`], or every [`Problem`] found.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+use switchboard_expr::{CompileError, Expr, Template};
+
+use crate::model::{
+    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger, WebhookTrigger,
+};
+use crate::position::{did_you_mean, scalar_position};
+use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, StepSpec, TriggerSpec};
+
+/// The default timeout of an `http` step.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+const STEP_KINDS: [&str; 3] = ["transform", "http", "log"];
+
+/// One problem in a project, at `file:line:column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: PathBuf,
+    /// The line, from 1.
+    pub line: u64,
+    /// The column, from 1.
+    pub column: u64,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a project, one per line when shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads and checks every integration file in `paths` (files, or folders searched for
+/// `*.yaml` and `*.yml`).
+pub fn load(paths: &[PathBuf]) -> Result<Project, Problems> {
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files, &mut problems);
+    }
+    let mut project = Project::default();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for file in files {
+        let source = match std::fs::read_to_string(&file) {
+            Ok(source) => source,
+            Err(error) => {
+                problems.push(Problem { file, line: 1, column: 1, message: format!("cannot read the file: {error}") });
+                continue;
+            }
+        };
+        let mut checker = FileChecker { file: &file, source: &source, problems: Vec::new() };
+        let integration = checker.integration();
+        problems.append(&mut checker.problems);
+        let Some((integration, name_at)) = integration else { continue };
+        if let Some(first) = seen.get(&integration.name) {
+            problems.push(checker.problem_at(
+                &name_at,
+                format!("the integration name `{}` is already used by {}", integration.name, first.display()),
+            ));
+            continue;
+        }
+        seen.insert(integration.name.clone(), file.clone());
+        project.integrations.insert(integration.name.clone(), Arc::new(integration));
+    }
+    if problems.is_empty() { Ok(project) } else { Err(Problems(problems)) }
+}
+
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+    let problem = |message: String| Problem { file: path.to_owned(), line: 1, column: 1, message };
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) => return problems.push(problem(format!("cannot open: {error}"))),
+    };
+    if metadata.is_file() {
+        files.push(path.to_owned());
+        return;
+    }
+    let before = files.len();
+    collect_folder(path, files, problems);
+    if files.len() == before {
+        problems.push(problem(String::from("no integration files (*.yaml, *.yml) in this folder")));
+    }
+}
+
+fn collect_folder(folder: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(error) => {
+            return problems.push(Problem {
+                file: folder.to_owned(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read the folder: {error}"),
+            });
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_folder(&path, files, problems);
+        } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
+            files.push(path);
+        }
+    }
+}
+
+/// Checks one file and compiles what is valid in it.
+struct FileChecker<'a> {
+    file: &'a Path,
+    source: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl FileChecker<'_> {
+    fn problem_at(&self, at: &Location, message: String) -> Problem {
+        Problem { file: self.file.to_owned(), line: at.line().max(1), column: at.column().max(1), message }
+    }
+
+    fn report(&mut self, at: &Location, message: impl Into<String>) {
+        let problem = self.problem_at(at, message.into());
+        self.problems.push(problem);
+    }
+
+    fn report_in_scalar(&mut self, scalar: &Spanned<String>, offset: usize, message: String) {
+        let (line, column) = scalar_position(self.source, &scalar.referenced, &scalar.value, offset);
+        self.problems.push(Problem { file: self.file.to_owned(), line, column, message });
+    }
+
+    fn report_compile_errors(&mut self, scalar: &Spanned<String>, what: &str, errors: Vec<CompileError>) {
+        for error in errors {
+            self.report_in_scalar(scalar, error.offset, format!("{what}: {}", error.message));
+        }
+    }
+
+    fn integration(&mut self) -> Option<(Integration, Location)> {
+        let spec: IntegrationSpec = match serde_saphyr::from_str(self.source) {
+            Ok(spec) => spec,
+            Err(error) => {
+                let problem = yaml_problem(self.file, &error);
+                self.problems.push(problem);
+                return None;
+            }
+        };
+        let name = spec.name.value.clone();
+        if !is_name(&name) {
+            self.report(
+                &spec.name.referenced,
+                format!("the integration name `{name}` must be lower-case letters, digits and `-`"),
+            );
+        }
+        let config = spec
+            .config
+            .into_iter()
+            .map(|(name, var)| ConfigVar {
+                name,
+                value: var.default.unwrap_or(serde_json::Value::Null),
+                description: var.description,
+            })
+            .collect();
+        if spec.flows.is_empty() {
+            self.report(&spec.name.referenced, format!("the integration `{name}` has no flows"));
+        }
+        let mut flows = BTreeMap::new();
+        for (flow_name, flow_spec) in spec.flows {
+            if let Some(flow) = self.flow(&name, &flow_name, flow_spec) {
+                flows.insert(flow_name, Arc::new(flow));
+            }
+        }
+        let integration = Integration { name, description: spec.description, file: self.file.to_owned(), config, flows };
+        Some((integration, spec.name.referenced))
+    }
+
+    fn flow(&mut self, integration: &str, name: &str, spec: Spanned<FlowSpec>) -> Option<Flow> {
+        let at = spec.referenced;
+        let FlowSpec { description, trigger, steps } = spec.value;
+        if !is_name(name) {
+            self.report(&at, format!("the flow name `{name}` must be lower-case letters, digits and `-`"));
+        }
+        let problems_before = self.problems.len();
+        let trigger = match trigger {
+            Some(trigger) => self.trigger(trigger),
+            None => {
+                self.report(&at, format!("the flow `{name}` has no trigger"));
+                None
+            }
+        };
+        let steps = match steps {
+            Some(steps) if !steps.value.is_empty() => self.steps(steps.value),
+            Some(steps) => {
+                self.report(&steps.referenced, format!("the flow `{name}` has no steps"));
+                Vec::new()
+            }
+            None => {
+                self.report(&at, format!("the flow `{name}` has no steps"));
+                Vec::new()
+            }
+        };
+        let trigger = trigger?;
+        (self.problems.len() == problems_before).then(|| Flow {
+            integration: integration.to_owned(),
+            name: name.to_owned(),
+            description,
+            trigger,
+            steps,
+        })
+    }
+
+    fn trigger(&mut self, spec: Spanned<TriggerSpec>) -> Option<Trigger> {
+        let at = spec.referenced;
+        let Some(webhook) = spec.value.webhook else {
+            self.report(&at, "the trigger names no kind: write `webhook: {}`");
+            return None;
+        };
+        let mut methods = Vec::new();
+        for method in webhook.methods.unwrap_or_default() {
+            let upper = method.value.to_ascii_uppercase();
+            if HTTP_METHODS.contains(&upper.as_str()) {
+                methods.push(upper);
+            } else {
+                self.report(
+                    &method.referenced,
+                    format!("`{}` is not an HTTP method (one of {})", method.value, HTTP_METHODS.join(", ")),
+                );
+            }
+        }
+        if methods.is_empty() {
+            methods.push(String::from("POST"));
+        }
+        let accept = match webhook.accept.as_ref().map(|accept| accept.value.as_str()) {
+            None | Some("any") => BodyFormat::Any,
+            Some("json") => BodyFormat::Json,
+            Some("form") => BodyFormat::Form,
+            Some("text") => BodyFormat::Text,
+            Some(other) => {
+                let at = webhook.accept.as_ref().map_or(at, |accept| accept.referenced);
+                self.report(&at, format!("`accept` is `{other}`; it must be one of any, json, form, text"));
+                BodyFormat::Any
+            }
+        };
+        Some(Trigger::Webhook(WebhookTrigger { methods, accept }))
+    }
+
+    fn steps(&mut self, specs: Vec<StepSpec>) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let ids: Vec<String> = specs.iter().map(|spec| spec.id.value.clone()).collect();
+        let mut earlier: Vec<&str> = Vec::new();
+        let mut id_positions: HashMap<&str, Location> = HashMap::new();
+        for (index, spec) in specs.iter().enumerate() {
+            let id = spec.id.value.as_str();
+            if !is_step_id(id) {
+                self.report(
+                    &spec.id.referenced,
+                    format!("the step id `{id}` must start with a letter or `_` and hold only letters, digits, `_` and `-`"),
+                );
+            }
+            if let Some(first) = id_positions.get(id) {
+                let message = format!("the step id `{id}` is used twice (first at line {})", first.line());
+                self.report(&spec.id.referenced, message);
+            } else {
+                id_positions.insert(id, spec.id.referenced);
+            }
+            if let Some(kind) = self.step_kind(spec, &earlier, &ids[index + 1..]) {
+                steps.push(Step { id: id.to_owned(), kind });
+            }
+            earlier.push(id);
+        }
+        steps
+    }
+
+    fn step_kind(&mut self, spec: &StepSpec, earlier: &[&str], later: &[String]) -> Option<StepKind> {
+        let set: Vec<&str> = [spec.transform.is_some(), spec.http.is_some(), spec.log.is_some()]
+            .into_iter()
+            .zip(STEP_KINDS)
+            .filter_map(|(present, kind)| present.then_some(kind))
+            .collect();
+        let id = &spec.id.value;
+        match set.as_slice() {
+            [] => {
+                let message = format!("the step `{id}` names no kind: add one of {}", STEP_KINDS.join(", "));
+                self.report(&spec.id.referenced, message);
+                return None;
+            }
+            [_] => {}
+            several => {
+                let message = format!("the step `{id}` has several kinds ({}); a step does one thing", several.join(", "));
+                self.report(&spec.id.referenced, message);
+                return None;
+            }
+        }
+        let refs = StepRefs { step: id, earlier, later };
+        if let Some(program) = &spec.transform {
+            return self.expr(program, "transform", &refs).map(StepKind::Transform);
+        }
+        if let Some(message) = &spec.log {
+            return self.template(message, "log", &refs).map(StepKind::Log);
+        }
+        let http = spec.http.as_ref()?;
+        self.http(&http.value, &http.referenced, &refs).map(StepKind::Http)
+    }
+
+    fn http(&mut self, spec: &HttpSpec, at: &Location, refs: &StepRefs<'_>) -> Option<HttpStep> {
+        let problems_before = self.problems.len();
+        let method = match &spec.method {
+            None => String::from("GET"),
+            Some(method) => {
+                let upper = method.value.to_ascii_uppercase();
+                if !HTTP_METHODS.contains(&upper.as_str()) {
+                    let message = format!("`{}` is not an HTTP method (one of {})", method.value, HTTP_METHODS.join(", "));
+                    self.report(&method.referenced, message);
+                }
+                upper
+            }
+        };
+        let url = self.template(&spec.url, "url", refs);
+        let headers = self.templates(&spec.headers, "header", refs);
+        let query = self.templates(&spec.query, "query parameter", refs);
+        let body = match (&spec.json, &spec.body) {
+            (Some(_), Some(body)) => {
+                self.report(&body.referenced, "an http step sends `json` or `body`, not both");
+                HttpBody::None
+            }
+            (Some(json), None) => self.expr(json, "json", refs).map_or(HttpBody::None, HttpBody::Json),
+            (None, Some(body)) => self.template(body, "body", refs).map_or(HttpBody::None, HttpBody::Text),
+            (None, None) => HttpBody::None,
+        };
+        for status in &spec.accept {
+            if !(100..=599).contains(status) {
+                self.report(at, format!("`accept` lists {status}, which is not an HTTP status"));
+            }
+        }
+        let url = url?;
+        (self.problems.len() == problems_before).then(|| HttpStep {
+            method,
+            url,
+            headers,
+            query,
+            body,
+            timeout: spec.timeout.map_or(DEFAULT_HTTP_TIMEOUT, Duration::from),
+            accept: spec.accept.clone(),
+        })
+    }
+
+    fn templates(
+        &mut self,
+        specs: &BTreeMap<String, Spanned<String>>,
+        what: &str,
+        refs: &StepRefs<'_>,
+    ) -> Vec<(String, Template)> {
+        specs
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), self.template(value, &format!("{what} `{name}`"), refs)?)))
+            .collect()
+    }
+
+    fn expr(&mut self, program: &Spanned<String>, what: &str, refs: &StepRefs<'_>) -> Option<Expr> {
+        match Expr::compile(&program.value) {
+            Ok(expr) => {
+                self.check_step_refs(program, 0, &expr, refs);
+                Some(expr)
+            }
+            Err(errors) => {
+                self.report_compile_errors(program, what, errors);
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, text: &Spanned<String>, what: &str, refs: &StepRefs<'_>) -> Option<Template> {
+        match Template::compile(&text.value) {
+            Ok(template) => {
+                for (offset, expr) in template.expressions() {
+                    self.check_step_refs(text, offset, expr, refs);
+                }
+                Some(template)
+            }
+            Err(errors) => {
+                self.report_compile_errors(text, what, errors);
+                None
+            }
+        }
+    }
+
+    fn check_step_refs(&mut self, scalar: &Spanned<String>, base: usize, expr: &Expr, refs: &StepRefs<'_>) {
+        for (name, offset) in expr.step_references() {
+            let message = if refs.earlier.contains(&name.as_str()) {
+                continue;
+            } else if name == refs.step {
+                format!("the step `{name}` reads its own output `$steps.{name}`")
+            } else if refs.later.contains(&name) {
+                format!("`$steps.{name}` is read before the step `{name}` runs (it comes later in the flow)")
+            } else {
+                let known = refs.earlier.iter().copied();
+                match did_you_mean(&name, known) {
+                    Some(suggestion) => format!("unknown step `{name}` in `$steps.{name}`; did you mean `{suggestion}`?"),
+                    None => format!("unknown step `{name}` in `$steps.{name}`"),
+                }
+            };
+            self.report_in_scalar(scalar, base + offset, message);
+        }
+    }
+}
+
+/// The steps around the one being checked, for `$steps` references.
+struct StepRefs<'a> {
+    step: &'a str,
+    earlier: &'a [&'a str],
+    later: &'a [String],
+}
+
+/// A YAML or shape error as a problem, with a "did you mean" for unknown fields.
+fn yaml_problem(file: &Path, error: &serde_saphyr::Error) -> Problem {
+    let (line, column) = error.location().map_or((1, 1), |at| (at.line().max(1), at.column().max(1)));
+    let rendered = error.render_with_options(serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off });
+    let mut message = strip_location_suffix(&rendered).to_owned();
+    if let Some(hint) = unknown_field_hint(&message) {
+        message.push_str(&hint);
+    }
+    Problem { file: file.to_owned(), line, column, message }
+}
+
+/// serde-saphyr ends a plain message with ` at line L, column C`; the problem says it already.
+fn strip_location_suffix(message: &str) -> &str {
+    let message = message.trim();
+    match message.rfind(" at line ") {
+        Some(index) if message[index..].contains("column") => message[..index].trim_end(),
+        _ => message,
+    }
+}
+
+/// For "unknown field `x`, expected one of a, b", the closest expected field.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let unknown = rest.split('`').next()?;
+    let expected = rest.split_once("expected one of ")?.1;
+    let candidates: Vec<&str> = expected.split(',').map(|field| field.trim().trim_matches('`')).collect();
+    did_you_mean(unknown, candidates).map(|suggestion| format!("; did you mean `{suggestion}`?"))
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+}
+
+fn is_step_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+//! The compiled project: what the engine and the server run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_expr::{Expr, Template};
+
+/// Every integration of a project, by name.
+#[derive(Debug, Default)]
+pub struct Project {
+    /// The integrations, by name.
+    pub integrations: BTreeMap<String, Arc<Integration>>,
+}
+
+impl Project {
+    /// The flow `flow` of integration `integration`.
+    pub fn flow(&self, integration: &str, flow: &str) -> Option<&Arc<Flow>> {
+        self.integrations.get(integration)?.flows.get(flow)
+    }
+}
+
+/// One integration file, compiled.
+#[derive(Debug)]
+pub struct Integration {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its config variables, in name order.
+    pub config: Vec<ConfigVar>,
+    /// Its flows, by name.
+    pub flows: BTreeMap<String, Arc<Flow>>,
+}
+
+impl Integration {
+    /// The `$config` object: every variable with its value.
+    pub fn config_values(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.config.iter().map(|var| (var.name.clone(), var.value.clone())).collect())
+    }
+}
+
+/// One config variable.
+#[derive(Debug, Clone)]
+pub struct ConfigVar {
+    /// Its name.
+    pub name: String,
+    /// Its value (the default, until instances override it).
+    pub value: serde_json::Value,
+    /// What it means.
+    pub description: Option<String>,
+}
+
+/// One flow, compiled.
+#[derive(Debug)]
+pub struct Flow {
+    /// The integration it belongs to.
+    pub integration: String,
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// What starts it.
+    pub trigger: Trigger,
+    /// Its steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// What starts a flow.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// An HTTP request to `/hooks/<integration>/<flow>`.
+    Webhook(WebhookTrigger),
+}
+
+impl Trigger {
+    /// The trigger's kind, as written in YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// The `webhook` trigger, compiled.
+#[derive(Debug, Clone)]
+pub struct WebhookTrigger {
+    /// Upper-case HTTP methods the hook answers.
+    pub methods: Vec<String>,
+    /// The bodies the hook takes.
+    pub accept: BodyFormat,
+}
+
+/// Which request bodies a webhook takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// JSON, form or text, by content type.
+    Any,
+    /// Only JSON.
+    Json,
+    /// Only `application/x-www-form-urlencoded`.
+    Form,
+    /// Any body, as a string.
+    Text,
+}
+
+impl BodyFormat {
+    /// The name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::Json => "json",
+            Self::Form => "form",
+            Self::Text => "text",
+        }
+    }
+}
+
+/// One step, compiled.
+#[derive(Debug)]
+pub struct Step {
+    /// Its id, unique in the flow.
+    pub id: String,
+    /// What it does.
+    pub kind: StepKind,
+}
+
+/// The kinds of step.
+#[derive(Debug)]
+pub enum StepKind {
+    /// Output the single result of a jq program.
+    Transform(Expr),
+    /// Send an HTTP request.
+    Http(HttpStep),
+    /// Add a message to the execution's log.
+    Log(Template),
+}
+
+impl StepKind {
+    /// The kind's name, as written in YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Transform(_) => "transform",
+            Self::Http(_) => "http",
+            Self::Log(_) => "log",
+        }
+    }
+
+    /// Whether the step acts on the world outside the execution, so its result must be
+    /// checkpointed before the next step runs.
+    pub fn has_side_effect(&self) -> bool {
+        matches!(self, Self::Http(_))
+    }
+}
+
+/// The `http` step, compiled.
+#[derive(Debug)]
+pub struct HttpStep {
+    /// Upper-case method.
+    pub method: String,
+    /// The URL.
+    pub url: Template,
+    /// Request headers.
+    pub headers: Vec<(String, Template)>,
+    /// Query parameters.
+    pub query: Vec<(String, Template)>,
+    /// The body.
+    pub body: HttpBody,
+    /// How long the request may take.
+    pub timeout: Duration,
+    /// Non-2xx statuses that do not fail the step.
+    pub accept: Vec<u16>,
+}
+
+/// The body of an `http` step.
+#[derive(Debug)]
+pub enum HttpBody {
+    /// No body.
+    None,
+    /// A jq program whose result is sent as JSON.
+    Json(Expr),
+    /// A text template.
+    Text(Template),
+}

@@ -1,0 +1,125 @@
+//! The grammar of an integration file, as serde reads it.
+//!
+//! Every struct refuses unknown fields. Values that are checked after parsing carry their
+//! position ([`Spanned`]) so a problem can name `file:line:column`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use switchboard_core::HumanDuration;
+
+/// One integration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationSpec {
+    /// The integration's name: lower-case letters, digits and `-`, unique in the project.
+    pub name: Spanned<String>,
+    /// What the integration is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Variables the flows read as `$config.<name>`, with their defaults.
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigVarSpec>,
+    /// The flows, by name.
+    #[serde(default)]
+    pub flows: BTreeMap<String, Spanned<FlowSpec>>,
+}
+
+/// One `config` variable.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigVarSpec {
+    /// The value used when nothing overrides it (any YAML value).
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    /// What the variable means.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One flow: a trigger and the steps it runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    /// What the flow does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What starts the flow; exactly one kind.
+    #[serde(default)]
+    pub trigger: Option<Spanned<TriggerSpec>>,
+    /// The steps, run in order.
+    #[serde(default)]
+    pub steps: Option<Spanned<Vec<StepSpec>>>,
+}
+
+/// What starts a flow. Exactly one field is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// An HTTP request to `/hooks/<integration>/<flow>`.
+    #[serde(default)]
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// The `webhook` trigger.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// The HTTP methods the hook answers (default `[POST]`).
+    #[serde(default)]
+    pub methods: Option<Vec<Spanned<String>>>,
+    /// The bodies the hook takes: `any` (default: JSON, form or text by content type),
+    /// `json`, `form` or `text`.
+    #[serde(default)]
+    pub accept: Option<Spanned<String>>,
+}
+
+/// One step. `id` and exactly one kind field are set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// The step's id, unique in the flow; its output is `$steps.<id>`.
+    pub id: Spanned<String>,
+    /// What the step does, for a person.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A jq program; the step's output is its single result.
+    #[serde(default)]
+    pub transform: Option<Spanned<String>>,
+    /// An HTTP request.
+    #[serde(default)]
+    pub http: Option<Spanned<HttpSpec>>,
+    /// A message (a `${{ }}` template) for the execution's log.
+    #[serde(default)]
+    pub log: Option<Spanned<String>>,
+}
+
+/// The `http` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// The method (default `GET`).
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
+    /// The URL, a `${{ }}` template.
+    pub url: Spanned<String>,
+    /// Request headers; values are templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Query parameters added to the URL; values are templates.
+    #[serde(default)]
+    pub query: BTreeMap<String, Spanned<String>>,
+    /// A jq program whose result is sent as the JSON body.
+    #[serde(default)]
+    pub json: Option<Spanned<String>>,
+    /// A text body, a template.
+    #[serde(default)]
+    pub body: Option<Spanned<String>>,
+    /// How long the request may take (default `30s`).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Non-2xx statuses that do not fail the step, e.g. `[404]`.
+    #[serde(default)]
+    pub accept: Vec<u16>,
+}
