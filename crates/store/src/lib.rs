@@ -1,1 +1,76 @@
-//! tmp
+//! The durable store: where every accepted input, execution and step result lives.
+//!
+//! [`Store`] is the one interface the engine and the server use. The embedded
+//! implementation, [`SqliteStore`], keeps a data folder with a WAL-mode SQLite database:
+//!
+//! - **One writer thread** owns the write connection. Writes are sent to it as jobs; it
+//!   takes every job waiting, runs them in one transaction (each inside a savepoint, so
+//!   one failing job does not undo the others) and commits once: group commit, one
+//!   `fsync` for many webhooks. A job's caller hears back only after the commit, so
+//!   "acknowledged" always means "durable".
+//! - **Readers** run on a small pool of read connections on the blocking thread pool;
+//!   WAL lets them read while the writer writes.
+//! - **Leases**: an execution is taken by a worker with a lease token and expiry; every
+//!   checkpoint must present the token, so a worker whose lease expired and was taken
+//!   over cannot write over the new holder's work.
+//!
+//! The schema and queries are kept portable (integer millisecond times, JSON as text,
+//! leasing as one `UPDATE … WHERE id IN (SELECT … LIMIT n)`, which PostgreSQL runs with
+//! `FOR UPDATE SKIP LOCKED`) so a PostgreSQL implementation of the same trait can follow.
+
+mod error;
+mod records;
+mod sqlite;
+
+use async_trait::async_trait;
+use switchboard_core::ids::{LeaseToken, NodeId};
+use switchboard_core::{ExecutionId, Timestamp};
+
+pub use error::StoreError;
+pub use records::{
+    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Finish,
+    LeasedExecution, LogLevel, LogRecord, NewExecution, Page, StepRecord, StepStatus,
+};
+pub use sqlite::SqliteStore;
+
+/// Everything Switchboard keeps durably.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new queued execution. When this returns, the execution is durable.
+    async fn enqueue(&self, new: NewExecution) -> Result<ExecutionId, StoreError>;
+
+    /// Leases up to `limit` runnable executions to `node` until `expires_at`.
+    async fn lease(&self, node: &NodeId, limit: usize, expires_at: Timestamp) -> Result<Vec<LeasedExecution>, StoreError>;
+
+    /// Extends leases still held; returns the executions whose lease was lost.
+    async fn renew(&self, leases: Vec<(ExecutionId, LeaseToken)>, expires_at: Timestamp) -> Result<Vec<ExecutionId>, StoreError>;
+
+    /// Records step results and log lines, and the end of the execution when
+    /// [`Checkpoint::finish`] is set. Fails with [`StoreError::LeaseLost`] when the lease
+    /// is no longer held.
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
+
+    /// Gives executions back to the queue (at shutdown), keeping their checkpoints.
+    async fn release(&self, leases: Vec<(ExecutionId, LeaseToken)>) -> Result<(), StoreError>;
+
+    /// Queues again every execution whose lease expired before `now`.
+    async fn requeue_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// At start-up, queues again the executions leased by processes that are gone. For a
+    /// store only one process can open (SQLite), that is every lease not held by `node`.
+    async fn recover_orphans(&self, node: &NodeId) -> Result<u64, StoreError>;
+
+    /// One execution with its steps and log.
+    async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionDetail>, StoreError>;
+
+    /// Executions matching `filter`, newest first, after `cursor` when given.
+    async fn executions(
+        &self,
+        filter: ExecutionFilter,
+        limit: usize,
+        cursor: Option<ExecutionId>,
+    ) -> Result<Page<ExecutionSummary>, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,288 @@
+//! What the store keeps, in the shape the API shows it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchboard_core::ids::LeaseToken;
+use switchboard_core::{ExecutionId, Timestamp};
+
+/// The state of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Leased by a worker.
+    Running,
+    /// Every step finished.
+    Succeeded,
+    /// A step failed.
+    Failed,
+}
+
+impl ExecutionStatus {
+    /// Every status.
+    pub const ALL: [Self; 4] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed];
+
+    /// The status as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status of that name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    /// Whether the execution has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// A new execution to queue.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// Its id, made by the caller so it can be answered at once.
+    pub id: ExecutionId,
+    /// The integration.
+    pub integration: String,
+    /// The flow.
+    pub flow: String,
+    /// `$trigger`: what started it (kind and details such as headers).
+    pub trigger: Value,
+    /// `.`: the trigger's data.
+    pub input: Value,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+/// An execution handed to a worker.
+#[derive(Debug, Clone)]
+pub struct LeasedExecution {
+    /// Its id.
+    pub id: ExecutionId,
+    /// The lease to present with every checkpoint.
+    pub lease: LeaseToken,
+    /// The integration.
+    pub integration: String,
+    /// The flow.
+    pub flow: String,
+    /// `$trigger`.
+    pub trigger: Value,
+    /// `.`.
+    pub input: Value,
+    /// How many times it has been leased, this time included.
+    pub attempt: u32,
+    /// Steps that finished in earlier attempts, in order; the run resumes after them.
+    pub finished_steps: Vec<StepRecord>,
+    /// The next free step record number.
+    pub next_step_seq: u32,
+    /// The next free log line number.
+    pub next_log_seq: u32,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// It produced its output.
+    Succeeded,
+    /// It failed.
+    Failed,
+}
+
+impl StepStatus {
+    /// The status as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A failure, as recorded on a step or an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// A stable code, e.g. `http_status`, `expression_failed`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The step it happened in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+/// One step's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// The record's number within the execution.
+    #[serde(skip)]
+    pub seq: u32,
+    /// The step's id.
+    #[serde(rename = "id")]
+    pub step_id: String,
+    /// The step's kind.
+    pub kind: String,
+    /// How it ended.
+    pub status: StepStatus,
+    /// The execution attempt it ran in.
+    pub attempt: u32,
+    /// What the step worked on (the resolved request, message, …).
+    pub input: Value,
+    /// What it produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorRecord>,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// How long it took, in milliseconds.
+    pub duration_ms: i64,
+}
+
+/// How important a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Ordinary information.
+    Info,
+    /// Something a person should look at.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+impl LogLevel {
+    /// The level as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "warn" => Self::Warn,
+            "error" => Self::Error,
+            _ => Self::Info,
+        }
+    }
+}
+
+/// One line of an execution's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRecord {
+    /// The line's number within the execution.
+    #[serde(skip)]
+    pub seq: u32,
+    /// When it was written.
+    pub at: Timestamp,
+    /// How important it is.
+    pub level: LogLevel,
+    /// The step that wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The text.
+    pub message: String,
+}
+
+impl LogRecord {
+    pub(crate) fn from_row(seq: u32, at: i64, level: &str, step: Option<String>, message: String) -> Self {
+        Self { seq, at: Timestamp(at), level: LogLevel::parse(level), step, message }
+    }
+}
+
+/// The end of an execution.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// `succeeded` or `failed`.
+    pub status: ExecutionStatus,
+    /// Why it failed.
+    pub error: Option<ErrorRecord>,
+}
+
+/// What a worker writes after a step with a side effect, and at the end.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The execution.
+    pub execution: ExecutionId,
+    /// The lease it holds.
+    pub lease: LeaseToken,
+    /// Step records not yet written.
+    pub steps: Vec<StepRecord>,
+    /// Log lines not yet written.
+    pub logs: Vec<LogRecord>,
+    /// Set when the execution has ended.
+    pub finish: Option<Finish>,
+}
+
+/// One execution, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionSummary {
+    /// Its id.
+    pub id: ExecutionId,
+    /// The integration.
+    pub integration: String,
+    /// The flow.
+    pub flow: String,
+    /// Its state.
+    pub status: ExecutionStatus,
+    /// How many times it was leased.
+    pub attempt: u32,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// When a worker first took it.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorRecord>,
+}
+
+/// One execution with everything recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionDetail {
+    /// The summary fields.
+    #[serde(flatten)]
+    pub summary: ExecutionSummary,
+    /// `$trigger`.
+    pub trigger: Value,
+    /// `.`.
+    pub input: Value,
+    /// Every step record, in order.
+    pub steps: Vec<StepRecord>,
+    /// The log.
+    pub log: Vec<LogRecord>,
+}
+
+/// Which executions to list.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    /// Only this integration.
+    pub integration: Option<String>,
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this state.
+    pub status: Option<ExecutionStatus>,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Where the next page starts, when there is one.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,463 @@
+//! The embedded store: SQLite in WAL mode in a data folder.
+
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use serde_json::Value;
+use switchboard_core::ids::{LeaseToken, NodeId};
+use switchboard_core::{ExecutionId, Timestamp};
+
+use crate::records::{
+    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, LeasedExecution,
+    LogRecord, NewExecution, Page, StepRecord, StepStatus,
+};
+use crate::{Store, StoreError};
+use writer::Writer;
+
+/// The schema, one entry per version; a version once released is never edited.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+
+/// The database file inside the data folder.
+const DATABASE_FILE: &str = "switchboard.db";
+
+/// The lock file that keeps a second process out of the data folder.
+const LOCK_FILE: &str = "LOCK";
+
+/// The [`Store`] on SQLite.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `folder`, locking it for this process and
+    /// bringing its schema up to date.
+    pub fn open(folder: &Path) -> Result<Self, StoreError> {
+        let folder_error = |source| StoreError::DataFolder { path: folder.to_owned(), source };
+        std::fs::create_dir_all(folder).map_err(folder_error)?;
+        let lock = File::options().create(true).truncate(false).write(true).open(folder.join(LOCK_FILE)).map_err(folder_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(folder.to_owned())),
+            Err(std::fs::TryLockError::Error(source)) => return Err(folder_error(source)),
+        }
+        let path = folder.join(DATABASE_FILE);
+        let connection = Connection::open(&path)?;
+        connection.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        migrate(&connection)?;
+        Ok(Self { writer: Writer::start(connection)?, readers: Arc::new(Readers::new(path)), _lock: lock })
+    }
+}
+
+fn migrate(connection: &Connection) -> Result<(), StoreError> {
+    connection.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
+    for (version, sql) in MIGRATIONS {
+        let applied: bool = connection
+            .query_row("SELECT 1 FROM schema_migrations WHERE version = ?1", [version], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !applied {
+            let transaction = connection.unchecked_transaction()?;
+            transaction.execute_batch(sql)?;
+            transaction.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, Timestamp::now().millis()])?;
+            transaction.commit()?;
+        }
+    }
+    Ok(())
+}
+
+/// Read-only connections, reused across reads.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn new(path: PathBuf) -> Self {
+        Self { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Runs `work` on a read connection on the blocking thread pool.
+    async fn read<T, F>(self: &Arc<Self>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let connection = readers.take()?;
+            let result = work(&connection);
+            readers.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(connection);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        match idle {
+            Some(connection) => Ok(connection),
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let connection = Connection::open_with_flags(&self.path, flags)?;
+                connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
+                Ok(connection)
+            }
+        }
+    }
+}
+
+fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str) -> Result<Value, StoreError> {
+    Ok(serde_json::from_str(text)?)
+}
+
+fn parse_error(text: Option<String>) -> Result<Option<ErrorRecord>, StoreError> {
+    text.map(|text| serde_json::from_str(&text)).transpose().map_err(StoreError::from)
+}
+
+fn parse_id(text: &str) -> Result<ExecutionId, StoreError> {
+    text.parse().map_err(|error: switchboard_core::IdError| StoreError::Corrupt(error.to_string()))
+}
+
+fn parse_status(text: &str) -> Result<ExecutionStatus, StoreError> {
+    ExecutionStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown execution status `{text}`")))
+}
+
+fn as_u32(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+const SUMMARY_COLUMNS: &str = "id, integration, flow, status, attempt, created_at, started_at, finished_at, error";
+
+fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
+    Ok(ExecutionSummary {
+        id: parse_id(&row.get::<_, String>(0)?)?,
+        integration: row.get(1)?,
+        flow: row.get(2)?,
+        status: parse_status(&row.get::<_, String>(3)?)?,
+        attempt: as_u32(row.get(4)?),
+        created_at: Timestamp(row.get(5)?),
+        started_at: row.get::<_, Option<i64>>(6)?.map(Timestamp),
+        finished_at: row.get::<_, Option<i64>>(7)?.map(Timestamp),
+        error: parse_error(row.get(8)?)?,
+    })
+}
+
+fn step_from_row(row: &Row<'_>) -> Result<StepRecord, StoreError> {
+    let status = match row.get::<_, String>(4)?.as_str() {
+        "succeeded" => StepStatus::Succeeded,
+        _ => StepStatus::Failed,
+    };
+    let started_at: i64 = row.get(8)?;
+    let finished_at: i64 = row.get(9)?;
+    Ok(StepRecord {
+        seq: as_u32(row.get(0)?),
+        step_id: row.get(1)?,
+        kind: row.get(2)?,
+        attempt: as_u32(row.get(3)?),
+        status,
+        input: parse_json(&row.get::<_, String>(5)?)?,
+        output: row.get::<_, Option<String>>(6)?.map(|text| parse_json(&text)).transpose()?,
+        error: parse_error(row.get(7)?)?,
+        started_at: Timestamp(started_at),
+        finished_at: Timestamp(finished_at),
+        duration_ms: finished_at - started_at,
+    })
+}
+
+const STEP_COLUMNS: &str = "seq, step_id, kind, attempt, status, input, output, error, started_at, finished_at";
+
+fn steps_of(connection: &Connection, id: &str, only_succeeded: bool) -> Result<Vec<StepRecord>, StoreError> {
+    let filter = if only_succeeded { "AND status = 'succeeded'" } else { "" };
+    let mut statement = connection
+        .prepare_cached(&format!("SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ?1 {filter} ORDER BY seq"))?;
+    let mut rows = statement.query([id])?;
+    let mut steps = Vec::new();
+    while let Some(row) = rows.next()? {
+        steps.push(step_from_row(row)?);
+    }
+    Ok(steps)
+}
+
+fn next_seq(connection: &Connection, table: &str, id: &str) -> Result<u32, StoreError> {
+    let sql = format!("SELECT COALESCE(MAX(seq) + 1, 0) FROM {table} WHERE execution_id = ?1");
+    Ok(as_u32(connection.prepare_cached(&sql)?.query_row([id], |row| row.get(0))?))
+}
+
+fn lease_batch(connection: &Connection, node: &NodeId, limit: usize, expires_at: Timestamp) -> Result<Vec<LeasedExecution>, StoreError> {
+    let lease = LeaseToken::generate();
+    let now = Timestamp::now().millis();
+    let mut statement = connection.prepare_cached(
+        "UPDATE executions
+            SET status = 'running', attempt = attempt + 1, lease_token = ?1, lease_owner = ?2,
+                lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
+          WHERE id IN (SELECT id FROM executions WHERE status = 'queued' AND run_at <= ?4
+                        ORDER BY run_at, id LIMIT ?5)
+      RETURNING id, integration, flow, trigger, input, attempt",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = statement.query(params![lease.as_str(), node.as_str(), expires_at.millis(), now, limit])?;
+    let mut leased = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        leased.push(LeasedExecution {
+            id: parse_id(&id)?,
+            lease: lease.clone(),
+            integration: row.get(1)?,
+            flow: row.get(2)?,
+            trigger: parse_json(&row.get::<_, String>(3)?)?,
+            input: parse_json(&row.get::<_, String>(4)?)?,
+            attempt: as_u32(row.get(5)?),
+            finished_steps: Vec::new(),
+            next_step_seq: 0,
+            next_log_seq: 0,
+        });
+    }
+    drop(rows);
+    leased.sort_by(|a, b| a.id.cmp(&b.id));
+    for execution in &mut leased {
+        let id = execution.id.as_str();
+        execution.finished_steps = steps_of(connection, id, true)?;
+        execution.next_step_seq = next_seq(connection, "steps", id)?;
+        execution.next_log_seq = next_seq(connection, "execution_logs", id)?;
+    }
+    Ok(leased)
+}
+
+fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    let id = checkpoint.execution.as_str();
+    let held = connection
+        .prepare_cached("SELECT 1 FROM executions WHERE id = ?1 AND lease_token = ?2 AND status = 'running'")?
+        .query_row([id, checkpoint.lease.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !held {
+        return Err(StoreError::LeaseLost(checkpoint.execution.clone()));
+    }
+    let mut insert_step = connection.prepare_cached(
+        "INSERT OR REPLACE INTO steps (execution_id, seq, step_id, kind, status, attempt, input, output, error, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for step in &checkpoint.steps {
+        insert_step.execute(params![
+            id,
+            step.seq,
+            step.step_id,
+            step.kind,
+            step.status.as_str(),
+            step.attempt,
+            json_text(&step.input),
+            step.output.as_ref().map(json_text),
+            step.error.as_ref().map(serde_json::to_string).transpose()?,
+            step.started_at.millis(),
+            step.finished_at.millis(),
+        ])?;
+    }
+    let mut insert_log = connection.prepare_cached(
+        "INSERT OR REPLACE INTO execution_logs (execution_id, seq, at, level, step_id, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for line in &checkpoint.logs {
+        insert_log.execute(params![id, line.seq, line.at.millis(), line.level.as_str(), line.step, line.message])?;
+    }
+    if let Some(finish) = &checkpoint.finish {
+        connection.prepare_cached(
+            "UPDATE executions SET status = ?2, error = ?3, finished_at = ?4,
+                    lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+              WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            finish.status.as_str(),
+            finish.error.as_ref().map(serde_json::to_string).transpose()?,
+            Timestamp::now().millis()
+        ])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, new: NewExecution) -> Result<ExecutionId, StoreError> {
+        self.writer
+            .write(move |connection| {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at)
+                         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6)",
+                    )?
+                    .execute(params![
+                        new.id.as_str(),
+                        new.integration,
+                        new.flow,
+                        json_text(&new.trigger),
+                        json_text(&new.input),
+                        new.created_at.millis()
+                    ])?;
+                Ok(new.id)
+            })
+            .await
+    }
+
+    async fn lease(&self, node: &NodeId, limit: usize, expires_at: Timestamp) -> Result<Vec<LeasedExecution>, StoreError> {
+        let node = node.clone();
+        self.writer.write(move |connection| lease_batch(connection, &node, limit, expires_at)).await
+    }
+
+    async fn renew(&self, leases: Vec<(ExecutionId, LeaseToken)>, expires_at: Timestamp) -> Result<Vec<ExecutionId>, StoreError> {
+        self.writer
+            .write(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "UPDATE executions SET lease_expires_at = ?3 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+                )?;
+                let mut lost = Vec::new();
+                for (id, lease) in leases {
+                    if statement.execute(params![id.as_str(), lease.as_str(), expires_at.millis()])? == 0 {
+                        lost.push(id);
+                    }
+                }
+                Ok(lost)
+            })
+            .await
+    }
+
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.writer.write(move |connection| write_checkpoint(connection, &checkpoint)).await
+    }
+
+    async fn release(&self, leases: Vec<(ExecutionId, LeaseToken)>) -> Result<(), StoreError> {
+        self.writer
+            .write(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "UPDATE executions SET status = 'queued', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                      WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+                )?;
+                for (id, lease) in leases {
+                    statement.execute(params![id.as_str(), lease.as_str()])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn requeue_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |connection| {
+                let changed = connection
+                    .prepare_cached(
+                        "UPDATE executions SET status = 'queued', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                          WHERE status = 'running' AND lease_expires_at < ?1",
+                    )?
+                    .execute([now.millis()])?;
+                Ok(changed as u64)
+            })
+            .await
+    }
+
+    async fn recover_orphans(&self, node: &NodeId) -> Result<u64, StoreError> {
+        let node = node.clone();
+        self.writer
+            .write(move |connection| {
+                let changed = connection
+                    .prepare_cached(
+                        "UPDATE executions SET status = 'queued', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                          WHERE status = 'running' AND (lease_owner IS NULL OR lease_owner <> ?1)",
+                    )?
+                    .execute([node.as_str()])?;
+                Ok(changed as u64)
+            })
+            .await
+    }
+
+    async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionDetail>, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |connection| {
+                let sql = format!("SELECT {SUMMARY_COLUMNS}, trigger, input FROM executions WHERE id = ?1");
+                let mut statement = connection.prepare_cached(&sql)?;
+                let mut rows = statement.query([id.as_str()])?;
+                let Some(row) = rows.next()? else { return Ok(None) };
+                let summary = summary_from_row(row)?;
+                let trigger = parse_json(&row.get::<_, String>(9)?)?;
+                let input = parse_json(&row.get::<_, String>(10)?)?;
+                drop(rows);
+                let steps = steps_of(connection, id.as_str(), false)?;
+                let mut statement = connection
+                    .prepare_cached("SELECT seq, at, level, step_id, message FROM execution_logs WHERE execution_id = ?1 ORDER BY seq")?;
+                let mut rows = statement.query([id.as_str()])?;
+                let mut log = Vec::new();
+                while let Some(row) = rows.next()? {
+                    log.push(LogRecord::from_row(as_u32(row.get(0)?), row.get(1)?, &row.get::<_, String>(2)?, row.get(3)?, row.get(4)?));
+                }
+                Ok(Some(ExecutionDetail { summary, trigger, input, steps, log }))
+            })
+            .await
+    }
+
+    async fn executions(
+        &self,
+        filter: ExecutionFilter,
+        limit: usize,
+        cursor: Option<ExecutionId>,
+    ) -> Result<Page<ExecutionSummary>, StoreError> {
+        self.readers
+            .read(move |connection| {
+                let mut conditions = Vec::new();
+                let mut values: Vec<String> = Vec::new();
+                let mut condition = |sql: &str, value: String| {
+                    values.push(value);
+                    conditions.push(format!("{sql} ?{}", values.len()));
+                };
+                if let Some(integration) = filter.integration {
+                    condition("integration =", integration);
+                }
+                if let Some(flow) = filter.flow {
+                    condition("flow =", flow);
+                }
+                if let Some(status) = filter.status {
+                    condition("status =", status.as_str().to_owned());
+                }
+                if let Some(cursor) = cursor {
+                    condition("id <", cursor.to_string());
+                }
+                let condition = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+                let sql = format!("SELECT {SUMMARY_COLUMNS} FROM executions {condition} ORDER BY id DESC LIMIT {}", limit + 1);
+                let mut statement = connection.prepare_cached(&sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
+                let mut items = Vec::new();
+                while let Some(row) = rows.next()? {
+                    items.push(summary_from_row(row)?);
+                }
+                let next_cursor = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|item| item.id.to_string())
+                } else {
+                    None
+                };
+                Ok(Page { items, next_cursor })
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
