@@ -1,1 +1,249 @@
-//! tmp
+//! The engine: runs flows, durably.
+//!
+//! [`Engine::submit`] queues an execution in the store and wakes the workers. The
+//! [`Engine::run`] loop is the only thing that starts work:
+//!
+//! - It leases as many queued executions as it has free worker slots (`workers`), each
+//!   with a lease that expires after `lease_ttl`, and runs each in its own task.
+//! - A task runs the flow's steps in order ([`execution`]). A step with a side effect
+//!   (`http`) is checkpointed before the next step starts; steps without one are written
+//!   with the next checkpoint. After a crash the execution is leased again and resumes
+//!   after its last checkpointed step.
+//! - A renewal task extends the leases of running executions every third of `lease_ttl`;
+//!   a sweep task queues again executions whose lease expired (a crashed holder).
+//! - It wakes on [`Engine::submit`] and otherwise polls every `poll_interval`.
+//! - On shutdown it stops leasing, lets running executions finish for `shutdown_grace`,
+//!   then stops the rest and gives their leases back so they resume on the next start.
+
+mod execution;
+mod steps;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_core::ids::{LeaseToken, NodeId};
+use switchboard_core::{ExecutionId, Secrets, Timestamp};
+use switchboard_expr::Limits;
+use switchboard_project::Project;
+use switchboard_store::{NewExecution, Store, StoreError};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use steps::StepError;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How many executions run at once.
+    pub workers: usize,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often to look for work when nothing woke the engine.
+    pub poll_interval: Duration,
+    /// How long running executions may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// The limits of every jq evaluation.
+    pub expression_limits: Limits,
+    /// The most bytes of an `http` step's response body that are read.
+    pub max_response_body: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            lease_ttl: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+            expression_limits: Limits::default(),
+            max_response_body: 10 << 20,
+        }
+    }
+}
+
+/// Could not build the engine.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct EngineError(#[from] reqwest::Error);
+
+/// The engine of one Switchboard process.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    project: Arc<Project>,
+    secrets: Secrets,
+    http: reqwest::Client,
+    config: EngineConfig,
+    node: NodeId,
+    wake: Notify,
+    in_flight: Mutex<HashMap<ExecutionId, LeaseToken>>,
+}
+
+impl Engine {
+    /// An engine over `store` running `project`.
+    pub fn new(store: Arc<dyn Store>, project: Arc<Project>, secrets: Secrets, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Arc::new(Self {
+            store,
+            project,
+            secrets,
+            http,
+            config,
+            node: NodeId::generate(),
+            wake: Notify::new(),
+            in_flight: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The project being run.
+    pub fn project(&self) -> &Arc<Project> {
+        &self.project
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Queues an execution of `integration`/`flow`; when this returns it is durable.
+    pub async fn submit(&self, integration: &str, flow: &str, trigger: Value, input: Value) -> Result<ExecutionId, StoreError> {
+        let new = NewExecution {
+            id: ExecutionId::generate(),
+            integration: integration.to_owned(),
+            flow: flow.to_owned(),
+            trigger,
+            input,
+            created_at: Timestamp::now(),
+        };
+        let id = self.store.enqueue(new).await?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Runs workers until `shutdown` is cancelled, then drains (see the crate docs).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        match self.store.recover_orphans(&self.node).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "Resuming executions left running by an earlier process."),
+            Err(error) => tracing::error!(%error, "Could not recover executions of an earlier process."),
+        }
+        let maintenance = tokio::spawn(Arc::clone(&self).maintain(shutdown.clone()));
+        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let mut running = JoinSet::new();
+        while let Some(first_slot) = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            slot = Arc::clone(&slots).acquire_owned() => slot.ok(),
+        } {
+            while running.try_join_next().is_some() {}
+            let free = 1 + slots.available_permits();
+            let expires_at = Timestamp::now().after(self.config.lease_ttl);
+            let leased = match self.store.lease(&self.node, free, expires_at).await {
+                Ok(leased) => leased,
+                Err(error) => {
+                    tracing::error!(%error, "Could not lease executions.");
+                    Vec::new()
+                }
+            };
+            if leased.is_empty() {
+                drop(first_slot);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+                continue;
+            }
+            let mut first_slot = Some(first_slot);
+            for execution in leased {
+                let slot = match first_slot.take() {
+                    Some(slot) => slot,
+                    None => match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                };
+                self.track(&execution.id, Some(&execution.lease));
+                let engine = Arc::clone(&self);
+                running.spawn(async move {
+                    let id = execution.id.clone();
+                    execution::run(&engine, execution).await;
+                    engine.track(&id, None);
+                    drop(slot);
+                });
+            }
+        }
+        self.drain(running).await;
+        maintenance.abort();
+    }
+
+    /// Remembers (or forgets) the lease of a running execution.
+    fn track(&self, id: &ExecutionId, lease: Option<&LeaseToken>) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match lease {
+            Some(lease) => in_flight.insert(id.clone(), lease.clone()),
+            None => in_flight.remove(id),
+        };
+    }
+
+    fn leases(&self) -> Vec<(ExecutionId, LeaseToken)> {
+        let in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        in_flight.iter().map(|(id, lease)| (id.clone(), lease.clone())).collect()
+    }
+
+    /// Waits up to the grace period for running executions, then stops them and gives
+    /// their leases back.
+    async fn drain(&self, mut running: JoinSet<()>) {
+        let grace = tokio::time::sleep(self.config.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = running.join_next() => if next.is_none() { break },
+                () = &mut grace => {
+                    tracing::warn!(count = running.len(), "Shutdown grace period over; stopping running executions.");
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        let leases = self.leases();
+        if !leases.is_empty() {
+            let count = leases.len();
+            match self.store.release(leases).await {
+                Ok(()) => tracing::info!(count, "Released executions; they resume on the next start."),
+                Err(error) => tracing::error!(%error, "Could not release executions; their leases will expire."),
+            }
+        }
+    }
+
+    /// Renews the leases of running executions and requeues expired ones, until shutdown.
+    async fn maintain(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut renew = tokio::time::interval((self.config.lease_ttl / 3).max(Duration::from_millis(100)));
+        let mut sweep = tokio::time::interval(self.config.lease_ttl.max(Duration::from_secs(1)));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = renew.tick() => {
+                    let leases = self.leases();
+                    if leases.is_empty() { continue }
+                    let expires_at = Timestamp::now().after(self.config.lease_ttl);
+                    match self.store.renew(leases, expires_at).await {
+                        Ok(lost) if !lost.is_empty() => tracing::warn!(count = lost.len(), "Leases were lost; those executions run elsewhere."),
+                        Ok(_) => {}
+                        Err(error) => tracing::error!(%error, "Could not renew leases."),
+                    }
+                }
+                _ = sweep.tick() => match self.store.requeue_expired(Timestamp::now()).await {
+                    Ok(0) => {}
+                    Ok(count) => { tracing::warn!(count, "Requeued executions whose lease expired."); self.wake.notify_one(); }
+                    Err(error) => tracing::error!(%error, "Could not requeue expired executions."),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! One execution: its steps in order, checkpointed.
+
+use serde_json::{Value, json};
+use switchboard_core::Timestamp;
+use switchboard_expr::Scope;
+use switchboard_project::Flow;
+use switchboard_store::{
+    Checkpoint, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord, StepRecord, StepStatus,
+    StoreError,
+};
+use tracing::Instrument;
+
+use crate::Engine;
+use crate::steps::{self, StepContext, StepError};
+
+/// Runs a leased execution to its end, or until its lease is lost.
+pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
+    let span = tracing::info_span!("execution", execution = %leased.id, integration = %leased.integration, flow = %leased.flow);
+    async {
+        let mut run = ExecutionRun::new(engine, &leased);
+        let finish = match engine.project.flow(&leased.integration, &leased.flow).cloned() {
+            Some(flow) => run.steps(&flow).await,
+            None => Err(RunError::Failed(ErrorRecord {
+                code: String::from("flow_not_found"),
+                message: format!("the project has no flow `{}` in integration `{}`", leased.flow, leased.integration),
+                step: None,
+            })),
+        };
+        let finish = match finish {
+            Ok(()) => Finish { status: ExecutionStatus::Succeeded, error: None },
+            Err(RunError::Lost(error)) => {
+                tracing::warn!(%error, "Execution abandoned.");
+                return;
+            }
+            Err(RunError::Failed(error)) => {
+                tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), "Execution failed.");
+                Finish { status: ExecutionStatus::Failed, error: Some(error) }
+            }
+        };
+        if let Err(error) = run.checkpoint(Some(finish)).await {
+            tracing::warn!(%error, "Could not record the end of the execution; it will run again.");
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Why a run stopped before its end.
+enum RunError {
+    /// A step failed: the execution fails.
+    Failed(ErrorRecord),
+    /// The store refused a checkpoint: the execution is someone else's now, or will be.
+    Lost(StoreError),
+}
+
+/// The state of one execution while it runs.
+struct ExecutionRun<'a> {
+    engine: &'a Engine,
+    leased: &'a LeasedExecution,
+    scope: Scope,
+    pending_steps: Vec<StepRecord>,
+    pending_logs: Vec<LogRecord>,
+    next_step_seq: u32,
+    next_log_seq: u32,
+}
+
+impl<'a> ExecutionRun<'a> {
+    fn new(engine: &'a Engine, leased: &'a LeasedExecution) -> Self {
+        let config = engine.project.integrations.get(&leased.integration).map_or(Value::Null, |integration| integration.config_values());
+        let execution = json!({
+            "id": leased.id.as_str(),
+            "integration": leased.integration,
+            "flow": leased.flow,
+            "attempt": leased.attempt,
+        });
+        let mut scope = Scope::new(&leased.input, &leased.trigger, &config, &engine.secrets.to_json(), &execution);
+        for step in &leased.finished_steps {
+            scope.set_step(&step.step_id, step.output.as_ref().unwrap_or(&Value::Null));
+        }
+        Self {
+            engine,
+            leased,
+            scope,
+            pending_steps: Vec::new(),
+            pending_logs: Vec::new(),
+            next_step_seq: leased.next_step_seq,
+            next_log_seq: leased.next_log_seq,
+        }
+    }
+
+    async fn steps(&mut self, flow: &Flow) -> Result<(), RunError> {
+        for step in &flow.steps {
+            if self.scope.has_step(&step.id) {
+                continue;
+            }
+            let context = StepContext {
+                execution: &self.leased.id,
+                step: &step.id,
+                scope: &self.scope,
+                limits: &self.engine.config.expression_limits,
+                http: &self.engine.http,
+                max_response_body: self.engine.config.max_response_body,
+            };
+            let started_at = Timestamp::now();
+            let outcome = steps::run(&step.kind, &context).await;
+            let finished_at = Timestamp::now();
+            for (level, message) in outcome.logs {
+                tracing::info!(step = %step.id, "{}", self.engine.secrets.redact(&message));
+                self.log(level, Some(&step.id), message);
+            }
+            let failure = outcome.result.as_ref().err().map(|error| step_error(&step.id, error));
+            let (status, output) = match &outcome.result {
+                Ok(output) => (StepStatus::Succeeded, Some(output.clone())),
+                Err(_) => (StepStatus::Failed, outcome.response.clone()),
+            };
+            self.record_step(StepRecord {
+                seq: 0,
+                step_id: step.id.clone(),
+                kind: step.kind.name().to_owned(),
+                status,
+                attempt: self.leased.attempt,
+                input: outcome.input,
+                output,
+                error: failure.clone(),
+                started_at,
+                finished_at,
+                duration_ms: finished_at.millis() - started_at.millis(),
+            });
+            if let Some(error) = failure {
+                self.log(LogLevel::Error, Some(&step.id), error.message.clone());
+                return Err(RunError::Failed(error));
+            }
+            if let Ok(output) = outcome.result {
+                self.scope.set_step(&step.id, &output);
+                if step.kind.has_side_effect() {
+                    self.checkpoint(None).await.map_err(RunError::Lost)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_step(&mut self, mut record: StepRecord) {
+        let secrets = &self.engine.secrets;
+        record.seq = self.next_step_seq;
+        self.next_step_seq += 1;
+        record.input = secrets.redact_json(&record.input);
+        record.output = record.output.map(|output| secrets.redact_json(&output));
+        if let Some(error) = &mut record.error {
+            error.message = secrets.redact(&error.message);
+        }
+        self.pending_steps.push(record);
+    }
+
+    fn log(&mut self, level: LogLevel, step: Option<&str>, message: String) {
+        let seq = self.next_log_seq;
+        self.next_log_seq += 1;
+        let message = self.engine.secrets.redact(&message);
+        self.pending_logs.push(LogRecord { seq, at: Timestamp::now(), level, step: step.map(str::to_owned), message });
+    }
+
+    /// Writes everything pending, and the end of the execution when `finish` is set.
+    async fn checkpoint(&mut self, finish: Option<Finish>) -> Result<(), StoreError> {
+        let checkpoint = Checkpoint {
+            execution: self.leased.id.clone(),
+            lease: self.leased.lease.clone(),
+            steps: std::mem::take(&mut self.pending_steps),
+            logs: std::mem::take(&mut self.pending_logs),
+            finish: finish.map(|mut finish| {
+                if let Some(error) = &mut finish.error {
+                    error.message = self.engine.secrets.redact(&error.message);
+                }
+                finish
+            }),
+        };
+        self.engine.store.checkpoint(checkpoint).await
+    }
+}
+
+fn step_error(step: &str, error: &StepError) -> ErrorRecord {
+    ErrorRecord { code: error.code().to_owned(), message: error.to_string(), step: Some(step.to_owned()) }
+}

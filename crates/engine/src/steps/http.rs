@@ -1,0 +1,155 @@
+//! The `http` step: one request, its answer as `{status, headers, body}`.
+//!
+//! Every request carries `Idempotency-Key: <execution id>.<step id>`, the same on every
+//! attempt, so a receiver that honours it applies the effect once even when the step
+//! runs again after a crash between its answer and our checkpoint.
+
+use serde_json::{Map, Value, json};
+use switchboard_project::{HttpBody, HttpStep};
+
+use super::{StepContext, StepError, StepOutcome};
+
+/// The header that carries the idempotency key.
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+pub(crate) async fn run(step: &HttpStep, context: &StepContext<'_>) -> StepOutcome {
+    let request = match Request::build(step, context) {
+        Ok(request) => request,
+        Err(error) => return StepOutcome::new(json!({"method": step.method, "url": step.url.source()}), Err(error)),
+    };
+    let input = request.describe();
+    match send(&request, step, context).await {
+        Ok(response) => {
+            let status = response["status"].as_u64().and_then(|status| u16::try_from(status).ok()).unwrap_or(0);
+            let accepted = (200..300).contains(&status) || step.accept.contains(&status);
+            if accepted {
+                StepOutcome::new(input, Ok(response))
+            } else {
+                let error = StepError::Status { method: request.method.to_string(), url: request.url.to_string(), status };
+                let mut outcome = StepOutcome::new(input, Err(error));
+                outcome.response = Some(response);
+                outcome
+            }
+        }
+        Err(error) => StepOutcome::new(input, Err(error)),
+    }
+}
+
+/// The request with every template and expression evaluated.
+struct Request {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: Vec<(String, String)>,
+    body: Option<Value>,
+}
+
+impl Request {
+    fn build(step: &HttpStep, context: &StepContext<'_>) -> Result<Self, StepError> {
+        let expression = |what| move |source| StepError::Expression { what, source };
+        let method = reqwest::Method::from_bytes(step.method.as_bytes())
+            .map_err(|_| StepError::InvalidRequest(format!("`{}` is not an HTTP method", step.method)))?;
+        let url_text = step.url.render(context.scope, context.limits).map_err(expression("url"))?;
+        let mut url = reqwest::Url::parse(&url_text)
+            .map_err(|error| StepError::InvalidRequest(format!("`{url_text}` is not a URL: {error}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(StepError::InvalidRequest(format!("`{url_text}` is not an http or https URL")));
+        }
+        for (name, value) in &step.query {
+            let value = value.render(context.scope, context.limits).map_err(expression("query"))?;
+            url.query_pairs_mut().append_pair(name, &value);
+        }
+        let mut headers = Vec::new();
+        for (name, value) in &step.headers {
+            headers.push((name.clone(), value.render(context.scope, context.limits).map_err(expression("headers"))?));
+        }
+        headers.push((IDEMPOTENCY_HEADER.to_owned(), format!("{}.{}", context.execution, context.step)));
+        let body = match &step.body {
+            HttpBody::None => None,
+            HttpBody::Json(program) => Some(program.eval_one(context.scope, context.limits).map_err(expression("json"))?),
+            HttpBody::Text(template) => Some(Value::String(template.render(context.scope, context.limits).map_err(expression("body"))?)),
+        };
+        Ok(Self { method, url, headers, body })
+    }
+
+    /// The request as recorded on the step.
+    fn describe(&self) -> Value {
+        let headers: Map<String, Value> = self.headers.iter().map(|(name, value)| (name.clone(), Value::String(value.clone()))).collect();
+        let mut described = json!({"method": self.method.as_str(), "url": self.url.as_str(), "headers": headers});
+        if let Some(body) = &self.body {
+            described["body"] = body.clone();
+        }
+        described
+    }
+}
+
+async fn send(request: &Request, step: &HttpStep, context: &StepContext<'_>) -> Result<Value, StepError> {
+    let mut builder = context.http.request(request.method.clone(), request.url.clone()).timeout(step.timeout);
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder = match (&step.body, &request.body) {
+        (HttpBody::Json(_), Some(body)) => {
+            let has_type = request.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            let builder = if has_type { builder } else { builder.header("content-type", "application/json") };
+            builder.body(body.to_string())
+        }
+        (_, Some(Value::String(text))) => builder.body(text.clone()),
+        _ => builder,
+    };
+    let request_built = builder.build().map_err(|error| StepError::InvalidRequest(error.to_string()))?;
+    let mut response = context.http.execute(request_built).await.map_err(|error| classify(&error, step))?;
+    let status = response.status().as_u16();
+    let mut headers = Map::new();
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let is_json = headers.get("content-type").and_then(Value::as_str).is_some_and(|kind| kind.contains("json"));
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| classify(&error, step))? {
+        if body.len() + chunk.len() > context.max_response_body {
+            return Err(StepError::BodyTooLarge(context.max_response_body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = if is_json {
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+    } else if body.is_empty() {
+        Value::Null
+    } else {
+        Value::String(String::from_utf8_lossy(&body).into_owned())
+    };
+    Ok(json!({"status": status, "headers": headers, "body": body}))
+}
+
+fn classify(error: &reqwest::Error, step: &HttpStep) -> StepError {
+    if error.is_timeout() {
+        StepError::Timeout(step.timeout)
+    } else if error.is_connect() {
+        StepError::Connect(error_chain(error))
+    } else if error.is_builder() {
+        StepError::InvalidRequest(error_chain(error))
+    } else {
+        StepError::Transport(error_chain(error))
+    }
+}
+
+/// The error with its causes, which reqwest keeps in its source chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
