@@ -1,1 +1,105 @@
-//! tmp
+//! The HTTP side of Switchboard, as a library: [`run`] serves one project on one
+//! listener until a shutdown future completes. The binary and every test call it.
+//!
+//! - [`hooks`]: `/hooks/{integration}/{flow}`: checks the route, method and size, parses
+//!   the body, and answers `202` with the execution id only once the execution is
+//!   committed to the store.
+//! - [`api`]: `/api/v1/...`, the management API, and `/healthz`, `/readyz`.
+//! - [`error`]: the one table of stable error codes every route answers with.
+//!
+//! On shutdown the listener stops accepting, in-flight requests finish, and the engine
+//! drains its running executions (see `switchboard_engine`).
+
+pub mod api;
+pub mod error;
+pub mod hooks;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use switchboard_core::Secrets;
+use switchboard_engine::{Engine, EngineConfig, EngineError};
+use switchboard_project::Project;
+use switchboard_store::{SqliteStore, StoreError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Everything [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The data folder (SQLite store).
+    pub data_dir: PathBuf,
+    /// The loaded project.
+    pub project: Arc<Project>,
+    /// The secrets flows may read.
+    pub secrets: Secrets,
+    /// How the engine runs.
+    pub engine: EngineConfig,
+    /// The largest request body a hook takes, in bytes.
+    pub max_body: usize,
+    /// The base URL hooks are reachable at from outside, for the API's hook URLs.
+    pub public_url: Option<String>,
+}
+
+/// The server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Serving HTTP failed.
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// What every route handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<Engine>,
+    max_body: usize,
+    public_url: Option<String>,
+}
+
+/// Serves `config` on `listener` until `shutdown` completes, then drains and returns.
+pub async fn run(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let engine = Engine::new(store, config.project, config.secrets, config.engine)?;
+    let stopping = CancellationToken::new();
+    let engine_task = tokio::spawn(Arc::clone(&engine).run(stopping.clone()));
+    let state = AppState { engine, max_body: config.max_body, public_url: config.public_url };
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown({
+            let stopping = stopping.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => tracing::info!("Shutting down: no new requests are accepted."),
+                    () = stopping.cancelled() => {}
+                }
+                stopping.cancel();
+            }
+        })
+        .await;
+    stopping.cancel();
+    if engine_task.await.is_err() {
+        tracing::error!("The engine stopped abnormally.");
+    }
+    served.map_err(ServerError::from)
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(hooks::routes())
+        .merge(api::routes())
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .with_state(state)
+}

@@ -1,0 +1,96 @@
+//! The one table of API errors: a stable code, an HTTP status and a JSON body
+//! `{"error": {"code", "message", "path"?}}`. A 500 never shows its cause; the cause is
+//! logged instead.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    path: Option<String>,
+    allow: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), path: None, allow: None }
+    }
+
+    /// Names where in the input the problem is (`limit`, `body.lines[0]`).
+    pub fn at(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405 `method_not_allowed`, with the methods that are.
+    pub fn method_not_allowed(method: &str, allowed: &[String]) -> Self {
+        let mut error = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("this hook does not take {method}; it takes {}", allowed.join(", ")),
+        );
+        error.allow = Some(allowed.join(", "));
+        error
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than the limit of {limit} bytes"))
+    }
+
+    /// 415 `unsupported_media_type`.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+    }
+
+    /// 400 `invalid_json`.
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", message).at("body")
+    }
+
+    /// 400 `invalid_body`: the body could not be read.
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message).at("body")
+    }
+
+    /// 400 `invalid_query`, at the parameter's name.
+    pub fn invalid_query(parameter: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message).at(parameter)
+    }
+
+    /// 503 `store_unavailable`; the cause is logged, not shown.
+    pub fn store_unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "Store failure while answering a request.");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is not available; try again")
+    }
+
+    /// 500 `internal`; the cause is logged, not shown.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "Internal error while answering a request.");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(path) = self.path {
+            body["error"]["path"] = json!(path);
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(allow) = self.allow.and_then(|allow| HeaderValue::from_str(&allow).ok()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    }
+}

@@ -1,0 +1,151 @@
+//! Inbound webhooks: `/hooks/{integration}/{flow}`.
+//!
+//! Route, method and size are checked before the body is read in full; the body is
+//! parsed by the flow's `accept` and its content type; the execution is queued; and only
+//! once the store has committed it is the caller answered `202 {"execution_id": …}`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Map, Value, json};
+use switchboard_core::Timestamp;
+use switchboard_project::{BodyFormat, Trigger};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The hook routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/hooks/{integration}/{flow}", any(receive))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path((integration, flow_name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let received_at = Timestamp::now();
+    let flow = state
+        .engine
+        .project()
+        .flow(&integration, &flow_name)
+        .filter(|flow| matches!(flow.trigger, Trigger::Webhook(_)))
+        .ok_or_else(|| ApiError::not_found(format!("no webhook flow `{flow_name}` in integration `{integration}`")))?;
+    let Trigger::Webhook(webhook) = &flow.trigger;
+    if !webhook.methods.iter().any(|allowed| allowed == method.as_str()) {
+        return Err(ApiError::method_not_allowed(method.as_str(), &webhook.methods));
+    }
+    let declared_length = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > state.max_body) {
+        return Err(ApiError::payload_too_large(state.max_body));
+    }
+    let bytes = read_body(body, state.max_body).await?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let data = parse_body(webhook.accept, content_type, &bytes)?;
+    let trigger = json!({
+        "kind": "webhook",
+        "body": data,
+        "headers": headers_object(&headers),
+        "query": query_object(uri.query().unwrap_or("")),
+        "method": method.as_str(),
+        "path": uri.path(),
+        "received_at": received_at,
+    });
+    let id = state
+        .engine
+        .submit(&integration, &flow_name, trigger, data)
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"execution_id": id}))).into_response())
+}
+
+/// Reads the body, stopping as soon as it passes `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::payload_too_large(limit)),
+        Err(error) => Err(ApiError::invalid_body(format!("the body could not be read: {error}"))),
+    }
+}
+
+/// The body as the flow's data, by the flow's `accept` and the request's content type.
+///
+/// `curl -d @file.json` sends JSON labelled as a form; so under `any`, a body labelled as
+/// a form (or not labelled) that parses as JSON is taken as JSON.
+fn parse_body(accept: BodyFormat, content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let labelled_json = media == "application/json" || media.ends_with("+json");
+    let labelled_form = media == "application/x-www-form-urlencoded";
+    let unlabelled = media.is_empty();
+    let text = || Value::String(String::from_utf8_lossy(bytes).into_owned());
+    match accept {
+        BodyFormat::Text => Ok(text()),
+        BodyFormat::Json if labelled_json || labelled_form || unlabelled => parse_json(bytes),
+        BodyFormat::Json => Err(ApiError::unsupported_media_type(format!(
+            "this hook takes JSON; the request's content type is `{media}`"
+        ))),
+        BodyFormat::Form if labelled_form || unlabelled => Ok(form_object(bytes)),
+        BodyFormat::Form => Err(ApiError::unsupported_media_type(format!(
+            "this hook takes application/x-www-form-urlencoded; the request's content type is `{media}`"
+        ))),
+        BodyFormat::Any if labelled_json => parse_json(bytes),
+        BodyFormat::Any if bytes.is_empty() => Ok(Value::Null),
+        BodyFormat::Any if labelled_form || unlabelled => {
+            Ok(serde_json::from_slice(bytes).unwrap_or_else(|_| if labelled_form { form_object(bytes) } else { text() }))
+        }
+        BodyFormat::Any => Ok(text()),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| ApiError::invalid_json(format!("the body is not valid JSON: {error}")))
+}
+
+/// Name-value pairs as an object; a name given several times holds a list.
+fn pairs_object<'a>(pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>) -> Value {
+    let mut object = Map::new();
+    for (name, value) in pairs {
+        let value = Value::String(value.into_owned());
+        match object.get_mut(name.as_ref()) {
+            Some(Value::Array(values)) => values.push(value),
+            Some(existing) => *existing = Value::Array(vec![existing.take(), value]),
+            None => {
+                object.insert(name.into_owned(), value);
+            }
+        }
+    }
+    Value::Object(object)
+}
+
+fn form_object(bytes: &[u8]) -> Value {
+    pairs_object(form_urlencoded::parse(bytes))
+}
+
+fn query_object(query: &str) -> Value {
+    pairs_object(form_urlencoded::parse(query.as_bytes()))
+}
+
+/// Headers with lower-case names; repeated headers are joined with `, `.
+fn headers_object(headers: &HeaderMap) -> Value {
+    let mut object = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match object.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                object.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    Value::Object(object)
+}

@@ -1,0 +1,243 @@
+//! The `switchboard` command: `serve` a project, `validate` it, `run` one flow.
+//!
+//! It parses flags (every `serve` option is also a `SWITCHBOARD_*` variable), sets up
+//! logging and signals, and hands over to the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use switchboard_core::{ByteSize, HumanDuration, Secrets};
+use switchboard_engine::{Engine, EngineConfig};
+use switchboard_expr::Limits;
+use switchboard_project::Project;
+use switchboard_server::ServerConfig;
+use switchboard_store::{SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Switchboard: a self-hosted integration engine. Integrations are YAML files of flows;
+/// every accepted input is durable before it is acknowledged.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SWITCHBOARD_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve a project: inbound hooks, the management API and the workers.
+    Serve(ServeArgs),
+    /// Check integration files and folders; print one `file:line:column: problem` per line.
+    Validate {
+        /// Files or folders of integration YAML files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run one flow once, in-process against a temporary store, and print the execution.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Files or folders of integration YAML files.
+    #[arg(env = "SWITCHBOARD_PROJECT", value_delimiter = ',', default_value = "examples")]
+    project: Vec<PathBuf>,
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The data folder (SQLite database, WAL).
+    #[arg(long, env = "SWITCHBOARD_DATA", default_value = "./switchboard-data")]
+    data: PathBuf,
+    /// How many executions run at once.
+    #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 16)]
+    workers: usize,
+    /// The largest body a hook accepts (e.g. 1MiB, 512KiB, 2000000).
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY", default_value = "1MiB")]
+    max_body: ByteSize,
+    /// How long running executions may take to finish at shutdown.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value = "30s")]
+    shutdown_grace: HumanDuration,
+    /// How long an execution's lease lasts without renewal (a crashed holder's work
+    /// resumes elsewhere after it).
+    #[arg(long, env = "SWITCHBOARD_LEASE_TTL", default_value = "60s")]
+    lease_ttl: HumanDuration,
+    /// How long one jq expression may run before it is stopped.
+    #[arg(long, env = "SWITCHBOARD_EXPRESSION_TIMEOUT", default_value = "1s")]
+    expression_timeout: HumanDuration,
+    /// The base URL hooks are reachable at from outside, for hook URLs in the API.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The integration file.
+    file: PathBuf,
+    /// The flow to run.
+    flow: String,
+    /// The trigger data: JSON text, or @path to a JSON file.
+    #[arg(long, default_value = "null")]
+    input: String,
+    /// How long the flow may take.
+    #[arg(long, default_value = "5m")]
+    timeout: HumanDuration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Validate { paths } => validate(&paths),
+            Command::Run(args) => run_flow(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loads a project, printing every problem on failure.
+fn load_project(paths: &[PathBuf]) -> Result<Project, ExitCode> {
+    switchboard_project::load(paths).map_err(|problems| {
+        eprintln!("{problems}");
+        ExitCode::FAILURE
+    })
+}
+
+fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    Ok(match load_project(paths) {
+        Ok(project) => {
+            let flows: usize = project.integrations.values().map(|integration| integration.flows.len()).sum();
+            println!("ok: {} integrations, {flows} flows", project.integrations.len());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let project = match load_project(&args.project) {
+        Ok(project) => project,
+        Err(code) => return Ok(code),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
+    let config = ServerConfig {
+        data_dir: args.data.clone(),
+        project: Arc::new(project),
+        secrets: Secrets::from_env(),
+        engine: EngineConfig {
+            workers: args.workers,
+            lease_ttl: args.lease_ttl.into(),
+            shutdown_grace: args.shutdown_grace.into(),
+            expression_limits: Limits { timeout: args.expression_timeout.into(), ..Limits::default() },
+            ..EngineConfig::default()
+        },
+        max_body: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),
+        public_url: args.public_url,
+    };
+    tracing::info!(%address, data = %args.data.display(), integrations = config.project.integrations.len(), "Serving.");
+    println!("switchboard listening on http://{address}");
+    switchboard_server::run(config, listener, shutdown_signal()).await.context("the server stopped")?;
+    tracing::info!("Stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the server.");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let project = match load_project(std::slice::from_ref(&args.file)) {
+        Ok(project) => project,
+        Err(code) => return Ok(code),
+    };
+    let Some((integration, _)) = project.integrations.iter().find(|(_, integration)| integration.flows.contains_key(&args.flow)) else {
+        anyhow::bail!("{} has no flow `{}`", args.file.display(), args.flow);
+    };
+    let integration = integration.clone();
+    let input_text = match args.input.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read the input file {path}"))?,
+        None => args.input.clone(),
+    };
+    let input: serde_json::Value = serde_json::from_str(&input_text).context("--input is not valid JSON")?;
+    let data = tempfile::tempdir().context("cannot make a temporary data folder")?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data.path())?);
+    let engine = Engine::new(Arc::clone(&store), Arc::new(project), Secrets::from_env(), EngineConfig { workers: 1, ..EngineConfig::default() })?;
+    let trigger = serde_json::json!({"kind": "manual", "body": input});
+    let id = engine.submit(&integration, &args.flow, trigger, input).await?;
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(Arc::clone(&engine).run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from(args.timeout);
+    let execution = loop {
+        match store.execution(&id).await? {
+            Some(execution) if execution.summary.status.is_final() => break execution,
+            _ if tokio::time::Instant::now() >= deadline => {
+                stop.cancel();
+                anyhow::bail!("the flow did not finish within {}", args.timeout);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    stop.cancel();
+    let _ = worker.await;
+    println!("{}", serde_json::to_string_pretty(&execution)?);
+    Ok(if execution.summary.status == switchboard_store::ExecutionStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
