@@ -9,7 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A text that is not a duration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not a duration: write a number with a unit, e.g. `500ms`, `30s`, `5m`, `2h` or `7d`")]
+#[error(
+    "`{0}` is not a duration: write a number with a unit, e.g. `500ms`, `30s`, `5m`, `2h` or `7d`"
+)]
 pub struct DurationError(pub String);
 
 /// A [`Duration`] that reads and writes itself the human way (`30s`).
@@ -51,7 +53,9 @@ impl FromStr for HumanDuration {
             }
             let amount: u64 = rest[..digits].parse().map_err(|_| err())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit_millis: u64 = match &rest[..unit_len] {
                 "ms" => 1,
                 "s" => 1_000,
@@ -62,7 +66,9 @@ impl FromStr for HumanDuration {
             };
             rest = &rest[unit_len..];
             let millis = amount.checked_mul(unit_millis).ok_or_else(err)?;
-            total = total.checked_add(Duration::from_millis(millis)).ok_or_else(err)?;
+            total = total
+                .checked_add(Duration::from_millis(millis))
+                .ok_or_else(err)?;
         }
         Ok(Self(total))
     }
@@ -71,9 +77,14 @@ impl FromStr for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let millis = self.0.as_millis();
-        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
         for (size, unit) in units {
-            if millis >= size && millis % size == 0 {
+            if millis >= size && millis.is_multiple_of(size) {
                 return write!(f, "{}{unit}", millis / size);
             }
         }
@@ -100,9 +111,20 @@ mod tests {
 
     #[test]
     fn reads_every_unit_and_sums() {
-        let cases = [("500ms", 500), ("30s", 30_000), ("5m", 300_000), ("2h", 7_200_000), ("7d", 604_800_000), ("1h30m", 5_400_000)];
+        let cases = [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("2h", 7_200_000),
+            ("7d", 604_800_000),
+            ("1h30m", 5_400_000),
+        ];
         for (text, millis) in cases {
-            assert_eq!(text.parse::<HumanDuration>(), Ok(HumanDuration::from_millis(millis)), "{text}");
+            assert_eq!(
+                text.parse::<HumanDuration>(),
+                Ok(HumanDuration::from_millis(millis)),
+                "{text}"
+            );
         }
     }
 

@@ -14,7 +14,9 @@ static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
 
 /// The next ULID of this process, monotonic even within one millisecond.
 fn next_ulid() -> ulid::Ulid {
-    let mut generator = GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The generator only fails when 2^80 ids were made in one millisecond.
     generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
 }
@@ -132,6 +134,10 @@ mod tests {
     fn malformed_ids_are_refused_with_their_kind() {
         let err = "exe_nope".parse::<ExecutionId>().unwrap_err();
         assert_eq!(err.kind, "execution");
-        assert!("evt_01J00000000000000000000000".parse::<ExecutionId>().is_err());
+        assert!(
+            "evt_01J00000000000000000000000"
+                .parse::<ExecutionId>()
+                .is_err()
+        );
     }
 }

@@ -61,13 +61,19 @@ impl Secrets {
     /// Reads every `SWITCHBOARD_SECRET_<NAME>` variable of the environment.
     pub fn from_env() -> Self {
         Self::from_pairs(std::env::vars().filter_map(|(key, value)| {
-            key.strip_prefix(SECRET_ENV_PREFIX).map(|name| (name.to_owned(), value))
+            key.strip_prefix(SECRET_ENV_PREFIX)
+                .map(|name| (name.to_owned(), value))
         }))
     }
 
     /// Secrets from name and value pairs.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { by_name: pairs.into_iter().map(|(name, value)| (name, Secret::new(value))).collect() }
+        Self {
+            by_name: pairs
+                .into_iter()
+                .map(|(name, value)| (name, Secret::new(value)))
+                .collect(),
+        }
     }
 
     /// The secret of that name.
@@ -78,7 +84,10 @@ impl Secrets {
     /// Every secret as a JSON object of name to value, for the `$secrets` variable.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::Value::Object(
-            self.by_name.iter().map(|(name, secret)| (name.clone(), secret.expose().into())).collect(),
+            self.by_name
+                .iter()
+                .map(|(name, secret)| (name.clone(), secret.expose().into()))
+                .collect(),
         )
     }
 
@@ -107,10 +116,15 @@ impl Secrets {
         }
         match value {
             Value::String(text) => Value::String(self.redact(text)),
-            Value::Array(items) => Value::Array(items.iter().map(|item| self.redact_json(item)).collect()),
-            Value::Object(fields) => {
-                Value::Object(fields.iter().map(|(key, item)| (self.redact(key), self.redact_json(item))).collect())
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|item| self.redact_json(item)).collect())
             }
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(key, item)| (self.redact(key), self.redact_json(item)))
+                    .collect(),
+            ),
             other => other.clone(),
         }
     }
@@ -126,6 +140,9 @@ mod tests {
         assert_eq!(format!("{:?}", secrets.get("TOKEN")), "Some(***)");
         assert_eq!(secrets.redact("Bearer s3cr3t-value!"), "Bearer ***!");
         let json = serde_json::json!({"auth": ["x s3cr3t-value"], "n": 1});
-        assert_eq!(secrets.redact_json(&json), serde_json::json!({"auth": ["x ***"], "n": 1}));
+        assert_eq!(
+            secrets.redact_json(&json),
+            serde_json::json!({"auth": ["x ***"], "n": 1})
+        );
     }
 }

@@ -36,7 +36,9 @@ impl Timestamp {
 
     /// Reads an RFC 3339 time stamp.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
-        DateTime::parse_from_rfc3339(text).ok().map(|at| Self(at.timestamp_millis()))
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|at| Self(at.timestamp_millis()))
     }
 }
 
@@ -58,7 +60,13 @@ mod tests {
 
     #[test]
     fn renders_utc_with_millis() {
-        assert_eq!(Timestamp(1_795_425_300_123).to_rfc3339(), "2026-11-23T09:15:00.123Z");
-        assert_eq!(Timestamp::parse_rfc3339("2026-11-23T09:15:00.123Z"), Some(Timestamp(1_795_425_300_123)));
+        assert_eq!(
+            Timestamp(1_795_425_300_123).to_rfc3339(),
+            "2026-11-23T09:15:00.123Z"
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-23T09:15:00.123Z"),
+            Some(Timestamp(1_795_425_300_123))
+        );
     }
 }

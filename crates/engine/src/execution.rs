@@ -5,8 +5,8 @@ use switchboard_core::Timestamp;
 use switchboard_expr::Scope;
 use switchboard_project::Flow;
 use switchboard_store::{
-    Checkpoint, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord, StepRecord, StepStatus,
-    StoreError,
+    Checkpoint, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord,
+    StepRecord, StepStatus, StoreError,
 };
 use tracing::Instrument;
 
@@ -66,14 +66,24 @@ struct ExecutionRun<'a> {
 
 impl<'a> ExecutionRun<'a> {
     fn new(engine: &'a Engine, leased: &'a LeasedExecution) -> Self {
-        let config = engine.project.integrations.get(&leased.integration).map_or(Value::Null, |integration| integration.config_values());
+        let config = engine
+            .project
+            .integrations
+            .get(&leased.integration)
+            .map_or(Value::Null, |integration| integration.config_values());
         let execution = json!({
             "id": leased.id.as_str(),
             "integration": leased.integration,
             "flow": leased.flow,
             "attempt": leased.attempt,
         });
-        let mut scope = Scope::new(&leased.input, &leased.trigger, &config, &engine.secrets.to_json(), &execution);
+        let mut scope = Scope::new(
+            &leased.input,
+            &leased.trigger,
+            &config,
+            &engine.secrets.to_json(),
+            &execution,
+        );
         for step in &leased.finished_steps {
             scope.set_step(&step.step_id, step.output.as_ref().unwrap_or(&Value::Null));
         }
@@ -108,7 +118,11 @@ impl<'a> ExecutionRun<'a> {
                 tracing::info!(step = %step.id, "{}", self.engine.secrets.redact(&message));
                 self.log(level, Some(&step.id), message);
             }
-            let failure = outcome.result.as_ref().err().map(|error| step_error(&step.id, error));
+            let failure = outcome
+                .result
+                .as_ref()
+                .err()
+                .map(|error| step_error(&step.id, error));
             let (status, output) = match &outcome.result {
                 Ok(output) => (StepStatus::Succeeded, Some(output.clone())),
                 Err(_) => (StepStatus::Failed, outcome.response.clone()),
@@ -156,7 +170,13 @@ impl<'a> ExecutionRun<'a> {
         let seq = self.next_log_seq;
         self.next_log_seq += 1;
         let message = self.engine.secrets.redact(&message);
-        self.pending_logs.push(LogRecord { seq, at: Timestamp::now(), level, step: step.map(str::to_owned), message });
+        self.pending_logs.push(LogRecord {
+            seq,
+            at: Timestamp::now(),
+            level,
+            step: step.map(str::to_owned),
+            message,
+        });
     }
 
     /// Writes everything pending, and the end of the execution when `finish` is set.
@@ -178,5 +198,9 @@ impl<'a> ExecutionRun<'a> {
 }
 
 fn step_error(step: &str, error: &StepError) -> ErrorRecord {
-    ErrorRecord { code: error.code().to_owned(), message: error.to_string(), step: Some(step.to_owned()) }
+    ErrorRecord {
+        code: error.code().to_owned(),
+        message: error.to_string(),
+        step: Some(step.to_owned()),
+    }
 }

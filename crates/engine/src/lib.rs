@@ -83,7 +83,12 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over `store` running `project`.
-    pub fn new(store: Arc<dyn Store>, project: Arc<Project>, secrets: Secrets, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        project: Arc<Project>,
+        secrets: Secrets,
+        config: EngineConfig,
+    ) -> Result<Arc<Self>, EngineError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -111,7 +116,13 @@ impl Engine {
     }
 
     /// Queues an execution of `integration`/`flow`; when this returns it is durable.
-    pub async fn submit(&self, integration: &str, flow: &str, trigger: Value, input: Value) -> Result<ExecutionId, StoreError> {
+    pub async fn submit(
+        &self,
+        integration: &str,
+        flow: &str,
+        trigger: Value,
+        input: Value,
+    ) -> Result<ExecutionId, StoreError> {
         let new = NewExecution {
             id: ExecutionId::generate(),
             integration: integration.to_owned(),
@@ -129,8 +140,13 @@ impl Engine {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         match self.store.recover_orphans(&self.node).await {
             Ok(0) => {}
-            Ok(count) => tracing::info!(count, "Resuming executions left running by an earlier process."),
-            Err(error) => tracing::error!(%error, "Could not recover executions of an earlier process."),
+            Ok(count) => tracing::info!(
+                count,
+                "Resuming executions left running by an earlier process."
+            ),
+            Err(error) => {
+                tracing::error!(%error, "Could not recover executions of an earlier process.")
+            }
         }
         let maintenance = tokio::spawn(Arc::clone(&self).maintain(shutdown.clone()));
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
@@ -183,7 +199,10 @@ impl Engine {
 
     /// Remembers (or forgets) the lease of a running execution.
     fn track(&self, id: &ExecutionId, lease: Option<&LeaseToken>) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match lease {
             Some(lease) => in_flight.insert(id.clone(), lease.clone()),
             None => in_flight.remove(id),
@@ -191,8 +210,14 @@ impl Engine {
     }
 
     fn leases(&self) -> Vec<(ExecutionId, LeaseToken)> {
-        let in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        in_flight.iter().map(|(id, lease)| (id.clone(), lease.clone())).collect()
+        let in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        in_flight
+            .iter()
+            .map(|(id, lease)| (id.clone(), lease.clone()))
+            .collect()
     }
 
     /// Waits up to the grace period for running executions, then stops them and gives
@@ -215,15 +240,20 @@ impl Engine {
         if !leases.is_empty() {
             let count = leases.len();
             match self.store.release(leases).await {
-                Ok(()) => tracing::info!(count, "Released executions; they resume on the next start."),
-                Err(error) => tracing::error!(%error, "Could not release executions; their leases will expire."),
+                Ok(()) => {
+                    tracing::info!(count, "Released executions; they resume on the next start.")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "Could not release executions; their leases will expire.")
+                }
             }
         }
     }
 
     /// Renews the leases of running executions and requeues expired ones, until shutdown.
     async fn maintain(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut renew = tokio::time::interval((self.config.lease_ttl / 3).max(Duration::from_millis(100)));
+        let mut renew =
+            tokio::time::interval((self.config.lease_ttl / 3).max(Duration::from_millis(100)));
         let mut sweep = tokio::time::interval(self.config.lease_ttl.max(Duration::from_secs(1)));
         loop {
             tokio::select! {

@@ -12,8 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 use std::time::Instant;
 
-use jaq_core::data::{DataT, HasLut};
 use jaq_core::Lut;
+use jaq_core::data::{DataT, HasLut};
 use jaq_json::Val;
 
 /// Below this much remaining stack an evaluation is stopped as too deeply recursive.
@@ -79,7 +79,10 @@ pub(crate) struct Guard {
 impl Guard {
     /// A guard that stops the evaluation at `deadline`.
     pub(crate) fn new(deadline: Instant) -> Self {
-        Self { deadline, ticks: Cell::new(0) }
+        Self {
+            deadline,
+            ticks: Cell::new(0),
+        }
     }
 
     fn tick(&self) {
@@ -88,7 +91,7 @@ impl Guard {
         }
         let ticks = self.ticks.get().wrapping_add(1);
         self.ticks.set(ticks);
-        if ticks % TICKS_PER_CLOCK_READ == 0 && Instant::now() >= self.deadline {
+        if ticks.is_multiple_of(TICKS_PER_CLOCK_READ) && Instant::now() >= self.deadline {
             std::panic::panic_any(Interrupt::Deadline);
         }
     }
@@ -109,7 +112,11 @@ pub(crate) fn run_guarded<T>(evaluate: impl FnOnce() -> T) -> Result<T, Stopped>
             payload
                 .downcast_ref::<String>()
                 .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                .or_else(|| {
+                    payload
+                        .downcast_ref::<&str>()
+                        .map(|text| (*text).to_owned())
+                })
                 .unwrap_or_else(|| String::from("unknown panic")),
         ),
     })

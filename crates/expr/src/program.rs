@@ -23,7 +23,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(1), max_outputs: 100_000 }
+        Self {
+            timeout: Duration::from_secs(1),
+            max_outputs: 100_000,
+        }
     }
 }
 
@@ -81,10 +84,18 @@ impl std::fmt::Debug for Expr {
 impl Expr {
     /// Compiles a program; every problem found is returned with its offset.
     pub fn compile(source: &str) -> Result<Self, Vec<CompileError>> {
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
         let arena = Arena::default();
         let modules = Loader::new(defs)
-            .load(&arena, File { code: source, path: () })
+            .load(
+                &arena,
+                File {
+                    code: source,
+                    path: (),
+                },
+            )
             .map_err(|errors| load_errors(source, errors))?;
         let filter = Compiler::default()
             .with_funs(functions())
@@ -100,7 +111,10 @@ impl Expr {
                     })
                     .collect::<Vec<_>>()
             })?;
-        Ok(Self { source: source.into(), filter: Arc::new(filter) })
+        Ok(Self {
+            source: source.into(),
+            filter: Arc::new(filter),
+        })
     }
 
     /// The program text.
@@ -136,14 +150,21 @@ impl Expr {
             let data = GuardedData::new(&filter.lut, &guard);
             let ctx = Ctx::<Guarded>::new(data, Vars::new(scope.variables()));
             let mut outputs = Vec::new();
-            for output in filter.id.run((ctx, scope.input())).map(unwrap_valr).take(cap) {
-                outputs.push(output.map_err(|error| EvalError::Runtime(error.to_string()))?);
+            for output in filter
+                .id
+                .run((ctx, scope.input()))
+                .map(unwrap_valr)
+                .take(cap)
+            {
+                outputs.push(output.map_err(runtime_error)?);
             }
             Ok(outputs)
         });
         match outcome {
             Ok(result) => result,
-            Err(Stopped::Interrupted(Interrupt::Deadline)) => Err(EvalError::Timeout(limits.timeout)),
+            Err(Stopped::Interrupted(Interrupt::Deadline)) => {
+                Err(EvalError::Timeout(limits.timeout))
+            }
             Err(Stopped::Interrupted(Interrupt::TooDeep)) => Err(EvalError::TooDeep),
             Err(Stopped::Panicked(message)) => Err(EvalError::Internal(message)),
         }
@@ -156,6 +177,12 @@ impl Expr {
     }
 }
 
+/// A jq error as text: `error("too much")` reads `too much`, other values as JSON.
+fn runtime_error(error: jaq_core::Error<Val>) -> EvalError {
+    let text = error.into_val().to_string();
+    EvalError::Runtime(serde_json::from_str::<String>(&text).unwrap_or(text))
+}
+
 fn to_json(value: &Val) -> Result<Value, EvalError> {
     let text = value.to_string();
     serde_json::from_str(&text).map_err(|_| EvalError::NotJson(text))
@@ -165,18 +192,25 @@ fn to_json(value: &Val) -> Result<Value, EvalError> {
 /// `env` (it would show the process environment, secrets included), `input`/`inputs`,
 /// `halt`, and the printing ones.
 fn functions() -> impl Iterator<Item = Fun<Guarded>> {
-    jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()).map(|(name, args, native)| {
-        let replacement: Option<Native<Guarded>> = match name {
-            "env" => Some(Native::new(|_| box_once(Ok(Val::from_map_empty())))),
-            "input" | "inputs" | "debug_empty" | "stderr_empty" => Some(Native::new(|_| Box::new(std::iter::empty()))),
-            "range" => Some(Native::new(|cv| guarded_range(cv))),
-            "halt" => Some(Native::new(|_| {
-                box_once(Err(jaq_core::Exn::from(jaq_core::Error::str("halt is not available in Switchboard"))))
-            })),
-            _ => None,
-        };
-        (name, args, replacement.unwrap_or(native))
-    })
+    jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .map(|(name, args, native)| {
+            let replacement: Option<Native<Guarded>> = match name {
+                "env" => Some(Native::new(|_| box_once(Ok(Val::from_map_empty())))),
+                "input" | "inputs" | "debug_empty" | "stderr_empty" => {
+                    Some(Native::new(|_| Box::new(std::iter::empty())))
+                }
+                "range" => Some(Native::new(|cv| guarded_range(cv))),
+                "halt" => Some(Native::new(|_| {
+                    box_once(Err(jaq_core::Exn::from(jaq_core::Error::str(
+                        "halt is not available in Switchboard",
+                    ))))
+                })),
+                _ => None,
+            };
+            (name, args, replacement.unwrap_or(native))
+        })
 }
 
 /// `range($from; $to; $by)` as jaq defines it, counting each value against the guard: the
@@ -198,7 +232,9 @@ fn guarded_range(mut cv: jaq_core::Cv<'_, Guarded>) -> jaq_core::ValXs<'_, Val> 
                     Less => value > to,
                     Equal => value != to,
                 };
-                more.then(|| std::mem::replace(&mut next, (value + by.clone()).map_err(jaq_core::Exn::from)))
+                more.then(|| {
+                    std::mem::replace(&mut next, (value + by.clone()).map_err(jaq_core::Exn::from))
+                })
             }
             Err(error) => {
                 next = Ok(to.clone());
@@ -223,22 +259,35 @@ impl EmptyObject for Val {
 fn offset_in(whole: &str, part: &str) -> usize {
     let start = whole.as_ptr() as usize;
     let at = part.as_ptr() as usize;
-    if at >= start && at <= start + whole.len() { at - start } else { 0 }
+    if at >= start && at <= start + whole.len() {
+        at - start
+    } else {
+        0
+    }
 }
 
 fn load_errors(source: &str, errors: jaq_core::load::Errors<&str, ()>) -> Vec<CompileError> {
     let mut found = Vec::new();
     for (_, error) in errors {
         match error {
-            jaq_core::load::Error::Io(problems) => found.extend(
-                problems.into_iter().map(|(path, message)| CompileError { message: format!("{path}: {message}"), offset: 0 }),
-            ),
-            jaq_core::load::Error::Lex(problems) => found.extend(problems.into_iter().map(|(expected, at)| {
-                CompileError { message: lex_message(&expected, at), offset: offset_in(source, at) }
-            })),
-            jaq_core::load::Error::Parse(problems) => found.extend(problems.into_iter().map(|(expected, at)| {
-                CompileError { message: parse_message(&expected, at), offset: offset_in(source, at) }
-            })),
+            jaq_core::load::Error::Io(problems) => {
+                found.extend(problems.into_iter().map(|(path, message)| CompileError {
+                    message: format!("{path}: {message}"),
+                    offset: 0,
+                }))
+            }
+            jaq_core::load::Error::Lex(problems) => {
+                found.extend(problems.into_iter().map(|(expected, at)| CompileError {
+                    message: lex_message(&expected, at),
+                    offset: offset_in(source, at),
+                }))
+            }
+            jaq_core::load::Error::Parse(problems) => {
+                found.extend(problems.into_iter().map(|(expected, at)| CompileError {
+                    message: parse_message(&expected, at),
+                    offset: offset_in(source, at),
+                }))
+            }
         }
     }
     found
@@ -269,7 +318,11 @@ fn lex_message(expected: &lex::Expect<&str>, at: &str) -> String {
 }
 
 fn parse_message(expected: &parse::Expect<&str>, at: &str) -> String {
-    format!("jq syntax error: expected {}, found {}", expected.as_str(), found_text(at))
+    format!(
+        "jq syntax error: expected {}, found {}",
+        expected.as_str(),
+        found_text(at)
+    )
 }
 
 /// Finds `$steps.<id>`, `$steps."<id>"` and `$steps["<id>"]` in a program text.
@@ -285,7 +338,9 @@ fn step_references(source: &str) -> Vec<(String, usize)> {
             if let Some(quoted) = after_dot.strip_prefix('"') {
                 quoted.split('"').next().map(str::to_owned)
             } else {
-                let end = after_dot.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after_dot.len());
+                let end = after_dot
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after_dot.len());
                 (end > 0).then(|| after_dot[..end].to_owned())
             }
         } else if let Some(bracket) = rest.strip_prefix("[\"") {
@@ -306,7 +361,13 @@ mod tests {
     use serde_json::json;
 
     fn scope(input: Value) -> Scope {
-        Scope::new(&input, &json!({"headers": {"x-id": "7"}}), &json!({"url": "http://x"}), &json!({}), &json!({"id": "exe_1"}))
+        Scope::new(
+            &input,
+            &json!({"headers": {"x-id": "7"}}),
+            &json!({"url": "http://x"}),
+            &json!({}),
+            &json!({"id": "exe_1"}),
+        )
     }
 
     #[test]
@@ -314,7 +375,10 @@ mod tests {
         let expr = Expr::compile("{id: .id, total: ([.lines[] | .qty * .price] | add), h: $trigger.headers[\"x-id\"], u: $config.url}")
             .unwrap();
         let input = json!({"id": 1, "lines": [{"qty": 2, "price": 5}, {"qty": 1, "price": 3}]});
-        assert_eq!(expr.eval_one(&scope(input), &Limits::default()).unwrap(), json!({"id": 1, "total": 13, "h": "7", "u": "http://x"}));
+        assert_eq!(
+            expr.eval_one(&scope(input), &Limits::default()).unwrap(),
+            json!({"id": 1, "total": 13, "h": "7", "u": "http://x"})
+        );
     }
 
     #[test]
@@ -322,14 +386,20 @@ mod tests {
         let expr = Expr::compile("$steps.order.id").unwrap();
         let mut scope = scope(json!(null));
         scope.set_step("order", &json!({"id": 42}));
-        assert_eq!(expr.eval_one(&scope, &Limits::default()).unwrap(), json!(42));
+        assert_eq!(
+            expr.eval_one(&scope, &Limits::default()).unwrap(),
+            json!(42)
+        );
         assert_eq!(expr.step_references(), vec![("order".to_owned(), 0)]);
     }
 
     #[test]
     fn syntax_errors_point_into_the_program() {
         let errors = Expr::compile("{id: .id,, x}").unwrap_err();
-        assert!(errors[0].message.starts_with("jq syntax error"), "{errors:?}");
+        assert!(
+            errors[0].message.starts_with("jq syntax error"),
+            "{errors:?}"
+        );
         assert_eq!(errors[0].offset, 9);
         let errors = Expr::compile(".a | $stepz").unwrap_err();
         assert_eq!(errors[0].message, "undefined variable `$stepz`");
@@ -338,32 +408,60 @@ mod tests {
 
     #[test]
     fn endless_programs_are_stopped() {
-        let limits = Limits { timeout: Duration::from_millis(200), max_outputs: 1000 };
+        let limits = Limits {
+            timeout: Duration::from_millis(200),
+            max_outputs: 1000,
+        };
         let scope = scope(json!(null));
         for program in ["def f: f; f", "[range(1e12)]", "last(range(1e12))"] {
             let started = Instant::now();
-            let error = Expr::compile(program).unwrap().eval_one(&scope, &limits).unwrap_err();
+            let error = Expr::compile(program)
+                .unwrap()
+                .eval_one(&scope, &limits)
+                .unwrap_err();
             assert_eq!(error, EvalError::Timeout(limits.timeout), "{program}");
             assert!(started.elapsed() < Duration::from_secs(5), "{program}");
         }
-        let error = Expr::compile("def f: 1 + f; f").unwrap().eval_one(&scope, &limits).unwrap_err();
-        assert!(matches!(error, EvalError::TooDeep | EvalError::Timeout(_)), "{error:?}");
-        let error = Expr::compile("range(1e12)").unwrap().eval_all(&scope, &limits).unwrap_err();
+        let error = Expr::compile("def f: 1 + f; f")
+            .unwrap()
+            .eval_one(&scope, &limits)
+            .unwrap_err();
+        assert!(
+            matches!(error, EvalError::TooDeep | EvalError::Timeout(_)),
+            "{error:?}"
+        );
+        let error = Expr::compile("range(1e12)")
+            .unwrap()
+            .eval_all(&scope, &limits)
+            .unwrap_err();
         assert_eq!(error, EvalError::TooManyOutputs(1000));
     }
 
     #[test]
     fn environment_is_not_visible() {
         let expr = Expr::compile("env | length").unwrap();
-        assert_eq!(expr.eval_one(&scope(json!(null)), &Limits::default()).unwrap(), json!(0));
+        assert_eq!(
+            expr.eval_one(&scope(json!(null)), &Limits::default())
+                .unwrap(),
+            json!(0)
+        );
     }
 
     #[test]
     fn runtime_errors_and_output_counts_are_reported() {
         let scope = scope(json!({"a": 1}));
         let limits = Limits::default();
-        assert!(matches!(Expr::compile(".a.b").unwrap().eval_one(&scope, &limits), Err(EvalError::Runtime(_))));
-        assert_eq!(Expr::compile("empty").unwrap().eval_one(&scope, &limits), Err(EvalError::NoOutput));
-        assert_eq!(Expr::compile("1, 2").unwrap().eval_one(&scope, &limits), Err(EvalError::SeveralOutputs));
+        assert!(matches!(
+            Expr::compile(".a.b").unwrap().eval_one(&scope, &limits),
+            Err(EvalError::Runtime(_))
+        ));
+        assert_eq!(
+            Expr::compile("empty").unwrap().eval_one(&scope, &limits),
+            Err(EvalError::NoOutput)
+        );
+        assert_eq!(
+            Expr::compile("1, 2").unwrap().eval_one(&scope, &limits),
+            Err(EvalError::SeveralOutputs)
+        );
     }
 }

@@ -23,7 +23,13 @@ pub struct Scope {
 
 impl Scope {
     /// A scope for one execution, before any step has run.
-    pub fn new(input: &Value, trigger: &Value, config: &Value, secrets: &Value, execution: &Value) -> Self {
+    pub fn new(
+        input: &Value,
+        trigger: &Value,
+        config: &Value,
+        secrets: &Value,
+        execution: &Value,
+    ) -> Self {
         Self {
             input: to_val(input),
             trigger: to_val(trigger),
@@ -71,5 +77,10 @@ pub(crate) fn to_val(value: &Value) -> Val {
 }
 
 fn object(fields: Vec<(String, Val)>) -> Val {
-    Val::from_map(fields.into_iter().map(|(key, value)| (Val::from(key), value))).unwrap_or(Val::Null)
+    Val::from_map(
+        fields
+            .into_iter()
+            .map(|(key, value)| (Val::from(key), value)),
+    )
+    .unwrap_or(Val::Null)
 }

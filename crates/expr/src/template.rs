@@ -38,7 +38,10 @@ impl Template {
             }
             let code_at = open_at + OPEN.len();
             let Some(code_len) = closing_brace(&source[code_at..]) else {
-                errors.push(CompileError { message: String::from("`${{` is never closed with `}}`"), offset: open_at });
+                errors.push(CompileError {
+                    message: String::from("`${{` is never closed with `}}`"),
+                    offset: open_at,
+                });
                 return Err(errors);
             };
             let code = &source[code_at..code_at + code_len];
@@ -47,14 +50,25 @@ impl Template {
                     parts.push(Part::Expr(expr));
                     expression_offsets.push(code_at);
                 }
-                Err(found) => errors.extend(found.into_iter().map(|error| CompileError { offset: code_at + error.offset, ..error })),
+                Err(found) => errors.extend(found.into_iter().map(|error| CompileError {
+                    offset: code_at + error.offset,
+                    ..error
+                })),
             }
             rest_at = code_at + code_len + CLOSE.len();
         }
         if rest_at < source.len() {
             parts.push(Part::Text(source[rest_at..].to_owned()));
         }
-        if errors.is_empty() { Ok(Self { source: source.to_owned(), parts, expression_offsets }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self {
+                source: source.to_owned(),
+                parts,
+                expression_offsets,
+            })
+        } else {
+            Err(errors)
+        }
     }
 
     /// The template text.
@@ -122,7 +136,13 @@ mod tests {
     use serde_json::json;
 
     fn scope() -> Scope {
-        let mut scope = Scope::new(&json!({"n": 3}), &json!({}), &json!({"url": "http://erp"}), &json!({}), &json!({}));
+        let mut scope = Scope::new(
+            &json!({"n": 3}),
+            &json!({}),
+            &json!({"url": "http://erp"}),
+            &json!({}),
+            &json!({}),
+        );
         scope.set_step("forward", &json!({"status": 201}));
         scope
     }
@@ -130,8 +150,14 @@ mod tests {
     #[test]
     fn interpolates_strings_raw_and_values_as_json() {
         let template = Template::compile("${{ $config.url }}/orders/${{ .n }} -> ${{ $steps.forward.status }} ${{ {a: {b: 1}} }}").unwrap();
-        assert_eq!(template.render(&scope(), &Limits::default()).unwrap(), "http://erp/orders/3 -> 201 {\"a\":{\"b\":1}}");
-        assert_eq!(template.expressions().map(|(at, _)| at).collect::<Vec<_>>(), vec![3, 29, 42, 71]);
+        assert_eq!(
+            template.render(&scope(), &Limits::default()).unwrap(),
+            "http://erp/orders/3 -> 201 {\"a\":{\"b\":1}}"
+        );
+        assert_eq!(
+            template.expressions().map(|(at, _)| at).collect::<Vec<_>>(),
+            vec![3, 29, 42, 71]
+        );
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod spec;
 
 pub use load::{Problem, Problems, load};
 pub use model::{
-    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger, WebhookTrigger,
+    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger,
+    WebhookTrigger,
 };

@@ -10,7 +10,8 @@ use serde_saphyr::{Location, Spanned};
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger, WebhookTrigger,
+    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger,
+    WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
 use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, StepSpec, TriggerSpec};
@@ -36,7 +37,14 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -70,29 +78,55 @@ pub fn load(paths: &[PathBuf]) -> Result<Project, Problems> {
         let source = match std::fs::read_to_string(&file) {
             Ok(source) => source,
             Err(error) => {
-                problems.push(Problem { file, line: 1, column: 1, message: format!("cannot read the file: {error}") });
+                problems.push(Problem {
+                    file,
+                    line: 1,
+                    column: 1,
+                    message: format!("cannot read the file: {error}"),
+                });
                 continue;
             }
         };
-        let mut checker = FileChecker { file: &file, source: &source, problems: Vec::new() };
+        let mut checker = FileChecker {
+            file: &file,
+            source: &source,
+            problems: Vec::new(),
+        };
         let integration = checker.integration();
         problems.append(&mut checker.problems);
-        let Some((integration, name_at)) = integration else { continue };
+        let Some((integration, name_at)) = integration else {
+            continue;
+        };
         if let Some(first) = seen.get(&integration.name) {
             problems.push(checker.problem_at(
                 &name_at,
-                format!("the integration name `{}` is already used by {}", integration.name, first.display()),
+                format!(
+                    "the integration name `{}` is already used by {}",
+                    integration.name,
+                    first.display()
+                ),
             ));
             continue;
         }
         seen.insert(integration.name.clone(), file.clone());
-        project.integrations.insert(integration.name.clone(), Arc::new(integration));
+        project
+            .integrations
+            .insert(integration.name.clone(), Arc::new(integration));
     }
-    if problems.is_empty() { Ok(project) } else { Err(Problems(problems)) }
+    if problems.is_empty() {
+        Ok(project)
+    } else {
+        Err(Problems(problems))
+    }
 }
 
 fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
-    let problem = |message: String| Problem { file: path.to_owned(), line: 1, column: 1, message };
+    let problem = |message: String| Problem {
+        file: path.to_owned(),
+        line: 1,
+        column: 1,
+        message,
+    };
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) => return problems.push(problem(format!("cannot open: {error}"))),
@@ -104,7 +138,9 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Probl
     let before = files.len();
     collect_folder(path, files, problems);
     if files.len() == before {
-        problems.push(problem(String::from("no integration files (*.yaml, *.yml) in this folder")));
+        problems.push(problem(String::from(
+            "no integration files (*.yaml, *.yml) in this folder",
+        )));
     }
 }
 
@@ -120,12 +156,17 @@ fn collect_folder(folder: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Pr
             });
         }
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
     paths.sort();
     for path in paths {
         if path.is_dir() {
             collect_folder(&path, files, problems);
-        } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|ext| ext.to_str()),
+            Some("yaml" | "yml")
+        ) {
             files.push(path);
         }
     }
@@ -140,7 +181,12 @@ struct FileChecker<'a> {
 
 impl FileChecker<'_> {
     fn problem_at(&self, at: &Location, message: String) -> Problem {
-        Problem { file: self.file.to_owned(), line: at.line().max(1), column: at.column().max(1), message }
+        Problem {
+            file: self.file.to_owned(),
+            line: at.line().max(1),
+            column: at.column().max(1),
+            message,
+        }
     }
 
     fn report(&mut self, at: &Location, message: impl Into<String>) {
@@ -149,11 +195,22 @@ impl FileChecker<'_> {
     }
 
     fn report_in_scalar(&mut self, scalar: &Spanned<String>, offset: usize, message: String) {
-        let (line, column) = scalar_position(self.source, &scalar.referenced, &scalar.value, offset);
-        self.problems.push(Problem { file: self.file.to_owned(), line, column, message });
+        let (line, column) =
+            scalar_position(self.source, &scalar.referenced, &scalar.value, offset);
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message,
+        });
     }
 
-    fn report_compile_errors(&mut self, scalar: &Spanned<String>, what: &str, errors: Vec<CompileError>) {
+    fn report_compile_errors(
+        &mut self,
+        scalar: &Spanned<String>,
+        what: &str,
+        errors: Vec<CompileError>,
+    ) {
         for error in errors {
             self.report_in_scalar(scalar, error.offset, format!("{what}: {}", error.message));
         }
@@ -185,7 +242,10 @@ impl FileChecker<'_> {
             })
             .collect();
         if spec.flows.is_empty() {
-            self.report(&spec.name.referenced, format!("the integration `{name}` has no flows"));
+            self.report(
+                &spec.name.referenced,
+                format!("the integration `{name}` has no flows"),
+            );
         }
         let mut flows = BTreeMap::new();
         for (flow_name, flow_spec) in spec.flows {
@@ -193,15 +253,28 @@ impl FileChecker<'_> {
                 flows.insert(flow_name, Arc::new(flow));
             }
         }
-        let integration = Integration { name, description: spec.description, file: self.file.to_owned(), config, flows };
+        let integration = Integration {
+            name,
+            description: spec.description,
+            file: self.file.to_owned(),
+            config,
+            flows,
+        };
         Some((integration, spec.name.referenced))
     }
 
     fn flow(&mut self, integration: &str, name: &str, spec: Spanned<FlowSpec>) -> Option<Flow> {
         let at = spec.referenced;
-        let FlowSpec { description, trigger, steps } = spec.value;
+        let FlowSpec {
+            description,
+            trigger,
+            steps,
+        } = spec.value;
         if !is_name(name) {
-            self.report(&at, format!("the flow name `{name}` must be lower-case letters, digits and `-`"));
+            self.report(
+                &at,
+                format!("the flow name `{name}` must be lower-case letters, digits and `-`"),
+            );
         }
         let problems_before = self.problems.len();
         let trigger = match trigger {
@@ -246,7 +319,11 @@ impl FileChecker<'_> {
             } else {
                 self.report(
                     &method.referenced,
-                    format!("`{}` is not an HTTP method (one of {})", method.value, HTTP_METHODS.join(", ")),
+                    format!(
+                        "`{}` is not an HTTP method (one of {})",
+                        method.value,
+                        HTTP_METHODS.join(", ")
+                    ),
                 );
             }
         }
@@ -259,8 +336,14 @@ impl FileChecker<'_> {
             Some("form") => BodyFormat::Form,
             Some("text") => BodyFormat::Text,
             Some(other) => {
-                let at = webhook.accept.as_ref().map_or(at, |accept| accept.referenced);
-                self.report(&at, format!("`accept` is `{other}`; it must be one of any, json, form, text"));
+                let at = webhook
+                    .accept
+                    .as_ref()
+                    .map_or(at, |accept| accept.referenced);
+                self.report(
+                    &at,
+                    format!("`accept` is `{other}`; it must be one of any, json, form, text"),
+                );
                 BodyFormat::Any
             }
         };
@@ -281,48 +364,76 @@ impl FileChecker<'_> {
                 );
             }
             if let Some(first) = id_positions.get(id) {
-                let message = format!("the step id `{id}` is used twice (first at line {})", first.line());
+                let message = format!(
+                    "the step id `{id}` is used twice (first at line {})",
+                    first.line()
+                );
                 self.report(&spec.id.referenced, message);
             } else {
                 id_positions.insert(id, spec.id.referenced);
             }
             if let Some(kind) = self.step_kind(spec, &earlier, &ids[index + 1..]) {
-                steps.push(Step { id: id.to_owned(), kind });
+                steps.push(Step {
+                    id: id.to_owned(),
+                    kind,
+                });
             }
             earlier.push(id);
         }
         steps
     }
 
-    fn step_kind(&mut self, spec: &StepSpec, earlier: &[&str], later: &[String]) -> Option<StepKind> {
-        let set: Vec<&str> = [spec.transform.is_some(), spec.http.is_some(), spec.log.is_some()]
-            .into_iter()
-            .zip(STEP_KINDS)
-            .filter_map(|(present, kind)| present.then_some(kind))
-            .collect();
+    fn step_kind(
+        &mut self,
+        spec: &StepSpec,
+        earlier: &[&str],
+        later: &[String],
+    ) -> Option<StepKind> {
+        let set: Vec<&str> = [
+            spec.transform.is_some(),
+            spec.http.is_some(),
+            spec.log.is_some(),
+        ]
+        .into_iter()
+        .zip(STEP_KINDS)
+        .filter_map(|(present, kind)| present.then_some(kind))
+        .collect();
         let id = &spec.id.value;
         match set.as_slice() {
             [] => {
-                let message = format!("the step `{id}` names no kind: add one of {}", STEP_KINDS.join(", "));
+                let message = format!(
+                    "the step `{id}` names no kind: add one of {}",
+                    STEP_KINDS.join(", ")
+                );
                 self.report(&spec.id.referenced, message);
                 return None;
             }
             [_] => {}
             several => {
-                let message = format!("the step `{id}` has several kinds ({}); a step does one thing", several.join(", "));
+                let message = format!(
+                    "the step `{id}` has several kinds ({}); a step does one thing",
+                    several.join(", ")
+                );
                 self.report(&spec.id.referenced, message);
                 return None;
             }
         }
-        let refs = StepRefs { step: id, earlier, later };
+        let refs = StepRefs {
+            step: id,
+            earlier,
+            later,
+        };
         if let Some(program) = &spec.transform {
-            return self.expr(program, "transform", &refs).map(StepKind::Transform);
+            return self
+                .expr(program, "transform", &refs)
+                .map(StepKind::Transform);
         }
         if let Some(message) = &spec.log {
             return self.template(message, "log", &refs).map(StepKind::Log);
         }
         let http = spec.http.as_ref()?;
-        self.http(&http.value, &http.referenced, &refs).map(StepKind::Http)
+        self.http(&http.value, &http.referenced, &refs)
+            .map(StepKind::Http)
     }
 
     fn http(&mut self, spec: &HttpSpec, at: &Location, refs: &StepRefs<'_>) -> Option<HttpStep> {
@@ -332,7 +443,11 @@ impl FileChecker<'_> {
             Some(method) => {
                 let upper = method.value.to_ascii_uppercase();
                 if !HTTP_METHODS.contains(&upper.as_str()) {
-                    let message = format!("`{}` is not an HTTP method (one of {})", method.value, HTTP_METHODS.join(", "));
+                    let message = format!(
+                        "`{}` is not an HTTP method (one of {})",
+                        method.value,
+                        HTTP_METHODS.join(", ")
+                    );
                     self.report(&method.referenced, message);
                 }
                 upper
@@ -343,16 +458,26 @@ impl FileChecker<'_> {
         let query = self.templates(&spec.query, "query parameter", refs);
         let body = match (&spec.json, &spec.body) {
             (Some(_), Some(body)) => {
-                self.report(&body.referenced, "an http step sends `json` or `body`, not both");
+                self.report(
+                    &body.referenced,
+                    "an http step sends `json` or `body`, not both",
+                );
                 HttpBody::None
             }
-            (Some(json), None) => self.expr(json, "json", refs).map_or(HttpBody::None, HttpBody::Json),
-            (None, Some(body)) => self.template(body, "body", refs).map_or(HttpBody::None, HttpBody::Text),
+            (Some(json), None) => self
+                .expr(json, "json", refs)
+                .map_or(HttpBody::None, HttpBody::Json),
+            (None, Some(body)) => self
+                .template(body, "body", refs)
+                .map_or(HttpBody::None, HttpBody::Text),
             (None, None) => HttpBody::None,
         };
         for status in &spec.accept {
             if !(100..=599).contains(status) {
-                self.report(at, format!("`accept` lists {status}, which is not an HTTP status"));
+                self.report(
+                    at,
+                    format!("`accept` lists {status}, which is not an HTTP status"),
+                );
             }
         }
         let url = url?;
@@ -375,7 +500,12 @@ impl FileChecker<'_> {
     ) -> Vec<(String, Template)> {
         specs
             .iter()
-            .filter_map(|(name, value)| Some((name.clone(), self.template(value, &format!("{what} `{name}`"), refs)?)))
+            .filter_map(|(name, value)| {
+                Some((
+                    name.clone(),
+                    self.template(value, &format!("{what} `{name}`"), refs)?,
+                ))
+            })
             .collect()
     }
 
@@ -392,7 +522,12 @@ impl FileChecker<'_> {
         }
     }
 
-    fn template(&mut self, text: &Spanned<String>, what: &str, refs: &StepRefs<'_>) -> Option<Template> {
+    fn template(
+        &mut self,
+        text: &Spanned<String>,
+        what: &str,
+        refs: &StepRefs<'_>,
+    ) -> Option<Template> {
         match Template::compile(&text.value) {
             Ok(template) => {
                 for (offset, expr) in template.expressions() {
@@ -407,18 +542,28 @@ impl FileChecker<'_> {
         }
     }
 
-    fn check_step_refs(&mut self, scalar: &Spanned<String>, base: usize, expr: &Expr, refs: &StepRefs<'_>) {
+    fn check_step_refs(
+        &mut self,
+        scalar: &Spanned<String>,
+        base: usize,
+        expr: &Expr,
+        refs: &StepRefs<'_>,
+    ) {
         for (name, offset) in expr.step_references() {
             let message = if refs.earlier.contains(&name.as_str()) {
                 continue;
             } else if name == refs.step {
                 format!("the step `{name}` reads its own output `$steps.{name}`")
             } else if refs.later.contains(&name) {
-                format!("`$steps.{name}` is read before the step `{name}` runs (it comes later in the flow)")
+                format!(
+                    "`$steps.{name}` is read before the step `{name}` runs (it comes later in the flow)"
+                )
             } else {
                 let known = refs.earlier.iter().copied();
                 match did_you_mean(&name, known) {
-                    Some(suggestion) => format!("unknown step `{name}` in `$steps.{name}`; did you mean `{suggestion}`?"),
+                    Some(suggestion) => format!(
+                        "unknown step `{name}` in `$steps.{name}`; did you mean `{suggestion}`?"
+                    ),
                     None => format!("unknown step `{name}` in `$steps.{name}`"),
                 }
             };
@@ -436,13 +581,22 @@ struct StepRefs<'a> {
 
 /// A YAML or shape error as a problem, with a "did you mean" for unknown fields.
 fn yaml_problem(file: &Path, error: &serde_saphyr::Error) -> Problem {
-    let (line, column) = error.location().map_or((1, 1), |at| (at.line().max(1), at.column().max(1)));
-    let rendered = error.render_with_options(serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off });
+    let (line, column) = error
+        .location()
+        .map_or((1, 1), |at| (at.line().max(1), at.column().max(1)));
+    let rendered = error.render_with_options(
+        serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off },
+    );
     let mut message = strip_location_suffix(&rendered).to_owned();
     if let Some(hint) = unknown_field_hint(&message) {
         message.push_str(&hint);
     }
-    Problem { file: file.to_owned(), line, column, message }
+    Problem {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    }
 }
 
 /// serde-saphyr ends a plain message with ` at line L, column C`; the problem says it already.
@@ -459,17 +613,25 @@ fn unknown_field_hint(message: &str) -> Option<String> {
     let rest = message.split("unknown field `").nth(1)?;
     let unknown = rest.split('`').next()?;
     let expected = rest.split_once("expected one of ")?.1;
-    let candidates: Vec<&str> = expected.split(',').map(|field| field.trim().trim_matches('`')).collect();
+    let candidates: Vec<&str> = expected
+        .split(',')
+        .map(|field| field.trim().trim_matches('`'))
+        .collect();
     did_you_mean(unknown, candidates).map(|suggestion| format!("; did you mean `{suggestion}`?"))
 }
 
 fn is_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
 }
 
 fn is_step_id(id: &str) -> bool {
     let mut chars = id.chars();
-    chars.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 

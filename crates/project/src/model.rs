@@ -39,7 +39,12 @@ pub struct Integration {
 impl Integration {
     /// The `$config` object: every variable with its value.
     pub fn config_values(&self) -> serde_json::Value {
-        serde_json::Value::Object(self.config.iter().map(|var| (var.name.clone(), var.value.clone())).collect())
+        serde_json::Value::Object(
+            self.config
+                .iter()
+                .map(|var| (var.name.clone(), var.value.clone()))
+                .collect(),
+        )
     }
 }
 

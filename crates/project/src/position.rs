@@ -5,10 +5,18 @@ use serde_saphyr::Location;
 /// The line and column (1-based) of byte `offset` inside the scalar `value` that starts at
 /// `at` in `source`. Quoted scalars, and block scalars (`|`, `>`) whose text starts on the
 /// next line, are accounted for; escape sequences before the offset are not.
-pub(crate) fn scalar_position(source: &str, at: &Location, value: &str, offset: usize) -> (u64, u64) {
+pub(crate) fn scalar_position(
+    source: &str,
+    at: &Location,
+    value: &str,
+    offset: usize,
+) -> (u64, u64) {
     let before = &value[..floor_char_boundary(value, offset)];
     let value_line = before.matches('\n').count() as u64;
-    let column_in_line = before.rsplit('\n').next().map_or(0, |line| line.chars().count()) as u64;
+    let column_in_line = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |line| line.chars().count()) as u64;
     let opener = at
         .span()
         .byte_offset()
@@ -41,11 +49,16 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
 
 fn indentation_of_line(source: &str, line: u64) -> u64 {
     let index = usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX);
-    source.lines().nth(index).map_or(0, |text| (text.len() - text.trim_start_matches(' ').len()) as u64)
+    source.lines().nth(index).map_or(0, |text| {
+        (text.len() - text.trim_start_matches(' ').len()) as u64
+    })
 }
 
 /// The candidate closest to `word`, when it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()

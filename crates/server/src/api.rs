@@ -20,7 +20,10 @@ const MAX_LIMIT: usize = 500;
 /// The API and health routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(ready))
         .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/integrations/{name}", get(get_integration))
@@ -30,10 +33,16 @@ pub fn routes() -> Router<AppState> {
 
 async fn ready(State(state): State<AppState>) -> Response {
     match state.engine.store().ping().await {
-        Ok(()) => axum::Json(json!({"status": "ready", "integrations": state.engine.project().integrations.len()})).into_response(),
+        Ok(()) => axum::Json(
+            json!({"status": "ready", "integrations": state.engine.project().integrations.len()}),
+        )
+        .into_response(),
         Err(error) => {
             tracing::warn!(%error, "Not ready: the store does not answer.");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "unavailable", "reason": "the store does not answer"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable", "reason": "the store does not answer"})),
+            )
                 .into_response()
         }
     }
@@ -44,7 +53,10 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(public) = &state.public_url {
         return public.trim_end_matches('/').to_owned();
     }
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("localhost");
     format!("http://{host}")
 }
 
@@ -83,7 +95,9 @@ fn integration_json(integration: &Integration, base: &str, with_config: bool) ->
         body["config"] = integration
             .config
             .iter()
-            .map(|var| json!({"name": var.name, "value": var.value, "description": var.description}))
+            .map(
+                |var| json!({"name": var.name, "value": var.value, "description": var.description}),
+            )
             .collect();
     }
     body
@@ -91,8 +105,13 @@ fn integration_json(integration: &Integration, base: &str, with_config: bool) ->
 
 async fn list_integrations(State(state): State<AppState>, headers: HeaderMap) -> axum::Json<Value> {
     let base = base_url(&state, &headers);
-    let items: Vec<Value> =
-        state.engine.project().integrations.values().map(|integration| integration_json(integration, &base, false)).collect();
+    let items: Vec<Value> = state
+        .engine
+        .project()
+        .integrations
+        .values()
+        .map(|integration| integration_json(integration, &base, false))
+        .collect();
     axum::Json(json!({"items": items, "next_cursor": null}))
 }
 
@@ -107,7 +126,11 @@ async fn get_integration(
         .integrations
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no integration `{name}`")))?;
-    Ok(axum::Json(integration_json(integration, &base_url(&state, &headers), true)))
+    Ok(axum::Json(integration_json(
+        integration,
+        &base_url(&state, &headers),
+        true,
+    )))
 }
 
 /// The query of `GET /api/v1/executions`, checked parameter by parameter.
@@ -119,7 +142,11 @@ struct ExecutionQuery {
 
 impl ExecutionQuery {
     fn parse(query: &str) -> Result<Self, ApiError> {
-        let mut parsed = Self { filter: ExecutionFilter::default(), limit: DEFAULT_LIMIT, cursor: None };
+        let mut parsed = Self {
+            filter: ExecutionFilter::default(),
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        };
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             let value = value.into_owned();
             match name.as_ref() {
@@ -127,24 +154,44 @@ impl ExecutionQuery {
                 "flow" => parsed.filter.flow = Some(value),
                 "status" => {
                     let status = ExecutionStatus::parse(&value).ok_or_else(|| {
-                        let known: Vec<&str> = ExecutionStatus::ALL.iter().map(|status| status.as_str()).collect();
-                        ApiError::invalid_query("status", format!("`{value}` is not a status; use one of {}", known.join(", ")))
+                        let known: Vec<&str> = ExecutionStatus::ALL
+                            .iter()
+                            .map(|status| status.as_str())
+                            .collect();
+                        ApiError::invalid_query(
+                            "status",
+                            format!("`{value}` is not a status; use one of {}", known.join(", ")),
+                        )
                     })?;
                     parsed.filter.status = Some(status);
                 }
                 "limit" => {
-                    parsed.limit = value.parse().ok().filter(|limit| (1..=MAX_LIMIT).contains(limit)).ok_or_else(|| {
-                        ApiError::invalid_query("limit", format!("`{value}` is not a whole number from 1 to {MAX_LIMIT}"))
-                    })?;
+                    parsed.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                        .ok_or_else(|| {
+                            ApiError::invalid_query(
+                                "limit",
+                                format!("`{value}` is not a whole number from 1 to {MAX_LIMIT}"),
+                            )
+                        })?;
                 }
                 "cursor" => {
-                    let cursor = value.parse().map_err(|_| ApiError::invalid_query("cursor", format!("`{value}` is not a cursor from this list")))?;
+                    let cursor = value.parse().map_err(|_| {
+                        ApiError::invalid_query(
+                            "cursor",
+                            format!("`{value}` is not a cursor from this list"),
+                        )
+                    })?;
                     parsed.cursor = Some(cursor);
                 }
                 other => {
                     return Err(ApiError::invalid_query(
                         other,
-                        format!("unknown parameter `{other}`; use integration, flow, status, limit or cursor"),
+                        format!(
+                            "unknown parameter `{other}`; use integration, flow, status, limit or cursor"
+                        ),
                     ));
                 }
             }
@@ -153,7 +200,10 @@ impl ExecutionQuery {
     }
 }
 
-async fn list_executions(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+async fn list_executions(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let query = ExecutionQuery::parse(query.as_deref().unwrap_or(""))?;
     let page = state
         .engine
@@ -164,9 +214,19 @@ async fn list_executions(State(state): State<AppState>, RawQuery(query): RawQuer
     Ok(axum::Json(page).into_response())
 }
 
-async fn get_execution(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found(format!("no execution `{id}`"));
     let parsed: ExecutionId = id.parse().map_err(|_| not_found())?;
-    let execution = state.engine.store().execution(&parsed).await.map_err(|error| ApiError::store_unavailable(&error))?;
-    execution.map(|execution| axum::Json(execution).into_response()).ok_or_else(not_found)
+    let execution = state
+        .engine
+        .store()
+        .execution(&parsed)
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?;
+    execution
+        .map(|execution| axum::Json(execution).into_response())
+        .ok_or_else(not_found)
 }

@@ -18,7 +18,13 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), path: None, allow: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            path: None,
+            allow: None,
+        }
     }
 
     /// Names where in the input the problem is (`limit`, `body.lines[0]`).
@@ -37,7 +43,10 @@ impl ApiError {
         let mut error = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            format!("this hook does not take {method}; it takes {}", allowed.join(", ")),
+            format!(
+                "this hook does not take {method}; it takes {}",
+                allowed.join(", ")
+            ),
         );
         error.allow = Some(allowed.join(", "));
         error
@@ -45,12 +54,20 @@ impl ApiError {
 
     /// 413 `payload_too_large`.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than the limit of {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
     }
 
     /// 415 `unsupported_media_type`.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
 
     /// 400 `invalid_json`.
@@ -71,13 +88,21 @@ impl ApiError {
     /// 503 `store_unavailable`; the cause is logged, not shown.
     pub fn store_unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "Store failure while answering a request.");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is not available; try again")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store is not available; try again",
+        )
     }
 
     /// 500 `internal`; the cause is logged, not shown.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "Internal error while answering a request.");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on our side",
+        )
     }
 }
 
@@ -88,7 +113,10 @@ impl IntoResponse for ApiError {
             body["error"]["path"] = json!(path);
         }
         let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(allow) = self.allow.and_then(|allow| HeaderValue::from_str(&allow).ok()) {
+        if let Some(allow) = self
+            .allow
+            .and_then(|allow| HeaderValue::from_str(&allow).ok())
+        {
             response.headers_mut().insert(header::ALLOW, allow);
         }
         response

@@ -37,17 +37,33 @@ async fn receive(
         .project()
         .flow(&integration, &flow_name)
         .filter(|flow| matches!(flow.trigger, Trigger::Webhook(_)))
-        .ok_or_else(|| ApiError::not_found(format!("no webhook flow `{flow_name}` in integration `{integration}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no webhook flow `{flow_name}` in integration `{integration}`"
+            ))
+        })?;
     let Trigger::Webhook(webhook) = &flow.trigger;
-    if !webhook.methods.iter().any(|allowed| allowed == method.as_str()) {
-        return Err(ApiError::method_not_allowed(method.as_str(), &webhook.methods));
+    if !webhook
+        .methods
+        .iter()
+        .any(|allowed| allowed == method.as_str())
+    {
+        return Err(ApiError::method_not_allowed(
+            method.as_str(),
+            &webhook.methods,
+        ));
     }
-    let declared_length = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
     if declared_length.is_some_and(|length| length > state.max_body) {
         return Err(ApiError::payload_too_large(state.max_body));
     }
     let bytes = read_body(body, state.max_body).await?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
     let data = parse_body(webhook.accept, content_type, &bytes)?;
     let trigger = json!({
         "kind": "webhook",
@@ -63,7 +79,11 @@ async fn receive(
         .submit(&integration, &flow_name, trigger, data)
         .await
         .map_err(|error| ApiError::store_unavailable(&error))?;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({"execution_id": id}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"execution_id": id})),
+    )
+        .into_response())
 }
 
 /// Reads the body, stopping as soon as it passes `limit` bytes.
@@ -71,7 +91,9 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::payload_too_large(limit)),
-        Err(error) => Err(ApiError::invalid_body(format!("the body could not be read: {error}"))),
+        Err(error) => Err(ApiError::invalid_body(format!(
+            "the body could not be read: {error}"
+        ))),
     }
 }
 
@@ -80,7 +102,12 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
 /// `curl -d @file.json` sends JSON labelled as a form; so under `any`, a body labelled as
 /// a form (or not labelled) that parses as JSON is taken as JSON.
 fn parse_body(accept: BodyFormat, content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let labelled_json = media == "application/json" || media.ends_with("+json");
     let labelled_form = media == "application/x-www-form-urlencoded";
     let unlabelled = media.is_empty();
@@ -97,19 +124,27 @@ fn parse_body(accept: BodyFormat, content_type: &str, bytes: &[u8]) -> Result<Va
         ))),
         BodyFormat::Any if labelled_json => parse_json(bytes),
         BodyFormat::Any if bytes.is_empty() => Ok(Value::Null),
-        BodyFormat::Any if labelled_form || unlabelled => {
-            Ok(serde_json::from_slice(bytes).unwrap_or_else(|_| if labelled_form { form_object(bytes) } else { text() }))
-        }
+        BodyFormat::Any if labelled_form || unlabelled => Ok(serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| {
+                if labelled_form {
+                    form_object(bytes)
+                } else {
+                    text()
+                }
+            })),
         BodyFormat::Any => Ok(text()),
     }
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| ApiError::invalid_json(format!("the body is not valid JSON: {error}")))
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::invalid_json(format!("the body is not valid JSON: {error}")))
 }
 
 /// Name-value pairs as an object; a name given several times holds a list.
-fn pairs_object<'a>(pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>) -> Value {
+fn pairs_object<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+) -> Value {
     let mut object = Map::new();
     for (name, value) in pairs {
         let value = Value::String(value.into_owned());

@@ -75,7 +75,11 @@ pub async fn run(
     let engine = Engine::new(store, config.project, config.secrets, config.engine)?;
     let stopping = CancellationToken::new();
     let engine_task = tokio::spawn(Arc::clone(&engine).run(stopping.clone()));
-    let state = AppState { engine, max_body: config.max_body, public_url: config.public_url };
+    let state = AppState {
+        engine,
+        max_body: config.max_body,
+        public_url: config.public_url,
+    };
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown({
             let stopping = stopping.clone();

@@ -28,8 +28,8 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 pub use error::StoreError;
 pub use records::{
-    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Finish,
-    LeasedExecution, LogLevel, LogRecord, NewExecution, Page, StepRecord, StepStatus,
+    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
+    Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Page, StepRecord, StepStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -40,10 +40,19 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, new: NewExecution) -> Result<ExecutionId, StoreError>;
 
     /// Leases up to `limit` runnable executions to `node` until `expires_at`.
-    async fn lease(&self, node: &NodeId, limit: usize, expires_at: Timestamp) -> Result<Vec<LeasedExecution>, StoreError>;
+    async fn lease(
+        &self,
+        node: &NodeId,
+        limit: usize,
+        expires_at: Timestamp,
+    ) -> Result<Vec<LeasedExecution>, StoreError>;
 
     /// Extends leases still held; returns the executions whose lease was lost.
-    async fn renew(&self, leases: Vec<(ExecutionId, LeaseToken)>, expires_at: Timestamp) -> Result<Vec<ExecutionId>, StoreError>;
+    async fn renew(
+        &self,
+        leases: Vec<(ExecutionId, LeaseToken)>,
+        expires_at: Timestamp,
+    ) -> Result<Vec<ExecutionId>, StoreError>;
 
     /// Records step results and log lines, and the end of the execution when
     /// [`Checkpoint::finish`] is set. Fails with [`StoreError::LeaseLost`] when the lease

@@ -198,8 +198,20 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
-    pub(crate) fn from_row(seq: u32, at: i64, level: &str, step: Option<String>, message: String) -> Self {
-        Self { seq, at: Timestamp(at), level: LogLevel::parse(level), step, message }
+    pub(crate) fn from_row(
+        seq: u32,
+        at: i64,
+        level: &str,
+        step: Option<String>,
+        message: String,
+    ) -> Self {
+        Self {
+            seq,
+            at: Timestamp(at),
+            level: LogLevel::parse(level),
+            step,
+            message,
+        }
     }
 }
 

@@ -25,7 +25,13 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "switchboard", version, propagate_version = true)]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SWITCHBOARD_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SWITCHBOARD_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -56,7 +62,11 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// Files or folders of integration YAML files.
-    #[arg(env = "SWITCHBOARD_PROJECT", value_delimiter = ',', default_value = "examples")]
+    #[arg(
+        env = "SWITCHBOARD_PROJECT",
+        value_delimiter = ',',
+        default_value = "examples"
+    )]
     project: Vec<PathBuf>,
     /// The address to listen on (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
@@ -102,7 +112,11 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 << 20).build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -128,7 +142,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -146,8 +162,15 @@ fn load_project(paths: &[PathBuf]) -> Result<Project, ExitCode> {
 fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(match load_project(paths) {
         Ok(project) => {
-            let flows: usize = project.integrations.values().map(|integration| integration.flows.len()).sum();
-            println!("ok: {} integrations, {flows} flows", project.integrations.len());
+            let flows: usize = project
+                .integrations
+                .values()
+                .map(|integration| integration.flows.len())
+                .sum();
+            println!(
+                "ok: {} integrations, {flows} flows",
+                project.integrations.len()
+            );
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -159,8 +182,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(project) => project,
         Err(code) => return Ok(code),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    let address = listener.local_addr().context("cannot read the listening address")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let config = ServerConfig {
         data_dir: args.data.clone(),
         project: Arc::new(project),
@@ -169,7 +196,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             workers: args.workers,
             lease_ttl: args.lease_ttl.into(),
             shutdown_grace: args.shutdown_grace.into(),
-            expression_limits: Limits { timeout: args.expression_timeout.into(), ..Limits::default() },
+            expression_limits: Limits {
+                timeout: args.expression_timeout.into(),
+                ..Limits::default()
+            },
             ..EngineConfig::default()
         },
         max_body: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),
@@ -177,7 +207,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(%address, data = %args.data.display(), integrations = config.project.integrations.len(), "Serving.");
     println!("switchboard listening on http://{address}");
-    switchboard_server::run(config, listener, shutdown_signal()).await.context("the server stopped")?;
+    switchboard_server::run(config, listener, shutdown_signal())
+        .await
+        .context("the server stopped")?;
     tracing::info!("Stopped.");
     Ok(ExitCode::SUCCESS)
 }
@@ -187,7 +219,9 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(signal) => signal,
             Err(error) => {
                 tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the server.");
@@ -209,20 +243,36 @@ async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(project) => project,
         Err(code) => return Ok(code),
     };
-    let Some((integration, _)) = project.integrations.iter().find(|(_, integration)| integration.flows.contains_key(&args.flow)) else {
+    let Some((integration, _)) = project
+        .integrations
+        .iter()
+        .find(|(_, integration)| integration.flows.contains_key(&args.flow))
+    else {
         anyhow::bail!("{} has no flow `{}`", args.file.display(), args.flow);
     };
     let integration = integration.clone();
     let input_text = match args.input.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read the input file {path}"))?,
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the input file {path}"))?,
         None => args.input.clone(),
     };
-    let input: serde_json::Value = serde_json::from_str(&input_text).context("--input is not valid JSON")?;
+    let input: serde_json::Value =
+        serde_json::from_str(&input_text).context("--input is not valid JSON")?;
     let data = tempfile::tempdir().context("cannot make a temporary data folder")?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data.path())?);
-    let engine = Engine::new(Arc::clone(&store), Arc::new(project), Secrets::from_env(), EngineConfig { workers: 1, ..EngineConfig::default() })?;
+    let engine = Engine::new(
+        Arc::clone(&store),
+        Arc::new(project),
+        Secrets::from_env(),
+        EngineConfig {
+            workers: 1,
+            ..EngineConfig::default()
+        },
+    )?;
     let trigger = serde_json::json!({"kind": "manual", "body": input});
-    let id = engine.submit(&integration, &args.flow, trigger, input).await?;
+    let id = engine
+        .submit(&integration, &args.flow, trigger, input)
+        .await?;
     let stop = CancellationToken::new();
     let worker = tokio::spawn(Arc::clone(&engine).run(stop.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from(args.timeout);
@@ -239,5 +289,11 @@ async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
     stop.cancel();
     let _ = worker.await;
     println!("{}", serde_json::to_string_pretty(&execution)?);
-    Ok(if execution.summary.status == switchboard_store::ExecutionStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(
+        if execution.summary.status == switchboard_store::ExecutionStatus::Succeeded {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

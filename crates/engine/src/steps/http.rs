@@ -15,17 +15,29 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub(crate) async fn run(step: &HttpStep, context: &StepContext<'_>) -> StepOutcome {
     let request = match Request::build(step, context) {
         Ok(request) => request,
-        Err(error) => return StepOutcome::new(json!({"method": step.method, "url": step.url.source()}), Err(error)),
+        Err(error) => {
+            return StepOutcome::new(
+                json!({"method": step.method, "url": step.url.source()}),
+                Err(error),
+            );
+        }
     };
     let input = request.describe();
     match send(&request, step, context).await {
         Ok(response) => {
-            let status = response["status"].as_u64().and_then(|status| u16::try_from(status).ok()).unwrap_or(0);
+            let status = response["status"]
+                .as_u64()
+                .and_then(|status| u16::try_from(status).ok())
+                .unwrap_or(0);
             let accepted = (200..300).contains(&status) || step.accept.contains(&status);
             if accepted {
                 StepOutcome::new(input, Ok(response))
             } else {
-                let error = StepError::Status { method: request.method.to_string(), url: request.url.to_string(), status };
+                let error = StepError::Status {
+                    method: request.method.to_string(),
+                    url: request.url.to_string(),
+                    status,
+                };
                 let mut outcome = StepOutcome::new(input, Err(error));
                 outcome.response = Some(response);
                 outcome
@@ -46,35 +58,70 @@ struct Request {
 impl Request {
     fn build(step: &HttpStep, context: &StepContext<'_>) -> Result<Self, StepError> {
         let expression = |what| move |source| StepError::Expression { what, source };
-        let method = reqwest::Method::from_bytes(step.method.as_bytes())
-            .map_err(|_| StepError::InvalidRequest(format!("`{}` is not an HTTP method", step.method)))?;
-        let url_text = step.url.render(context.scope, context.limits).map_err(expression("url"))?;
-        let mut url = reqwest::Url::parse(&url_text)
-            .map_err(|error| StepError::InvalidRequest(format!("`{url_text}` is not a URL: {error}")))?;
+        let method = reqwest::Method::from_bytes(step.method.as_bytes()).map_err(|_| {
+            StepError::InvalidRequest(format!("`{}` is not an HTTP method", step.method))
+        })?;
+        let url_text = step
+            .url
+            .render(context.scope, context.limits)
+            .map_err(expression("url"))?;
+        let mut url = reqwest::Url::parse(&url_text).map_err(|error| {
+            StepError::InvalidRequest(format!("`{url_text}` is not a URL: {error}"))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(StepError::InvalidRequest(format!("`{url_text}` is not an http or https URL")));
+            return Err(StepError::InvalidRequest(format!(
+                "`{url_text}` is not an http or https URL"
+            )));
         }
         for (name, value) in &step.query {
-            let value = value.render(context.scope, context.limits).map_err(expression("query"))?;
+            let value = value
+                .render(context.scope, context.limits)
+                .map_err(expression("query"))?;
             url.query_pairs_mut().append_pair(name, &value);
         }
         let mut headers = Vec::new();
         for (name, value) in &step.headers {
-            headers.push((name.clone(), value.render(context.scope, context.limits).map_err(expression("headers"))?));
+            headers.push((
+                name.clone(),
+                value
+                    .render(context.scope, context.limits)
+                    .map_err(expression("headers"))?,
+            ));
         }
-        headers.push((IDEMPOTENCY_HEADER.to_owned(), format!("{}.{}", context.execution, context.step)));
+        headers.push((
+            IDEMPOTENCY_HEADER.to_owned(),
+            format!("{}.{}", context.execution, context.step),
+        ));
         let body = match &step.body {
             HttpBody::None => None,
-            HttpBody::Json(program) => Some(program.eval_one(context.scope, context.limits).map_err(expression("json"))?),
-            HttpBody::Text(template) => Some(Value::String(template.render(context.scope, context.limits).map_err(expression("body"))?)),
+            HttpBody::Json(program) => Some(
+                program
+                    .eval_one(context.scope, context.limits)
+                    .map_err(expression("json"))?,
+            ),
+            HttpBody::Text(template) => Some(Value::String(
+                template
+                    .render(context.scope, context.limits)
+                    .map_err(expression("body"))?,
+            )),
         };
-        Ok(Self { method, url, headers, body })
+        Ok(Self {
+            method,
+            url,
+            headers,
+            body,
+        })
     }
 
     /// The request as recorded on the step.
     fn describe(&self) -> Value {
-        let headers: Map<String, Value> = self.headers.iter().map(|(name, value)| (name.clone(), Value::String(value.clone()))).collect();
-        let mut described = json!({"method": self.method.as_str(), "url": self.url.as_str(), "headers": headers});
+        let headers: Map<String, Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect();
+        let mut described =
+            json!({"method": self.method.as_str(), "url": self.url.as_str(), "headers": headers});
         if let Some(body) = &self.body {
             described["body"] = body.clone();
         }
@@ -82,22 +129,42 @@ impl Request {
     }
 }
 
-async fn send(request: &Request, step: &HttpStep, context: &StepContext<'_>) -> Result<Value, StepError> {
-    let mut builder = context.http.request(request.method.clone(), request.url.clone()).timeout(step.timeout);
+async fn send(
+    request: &Request,
+    step: &HttpStep,
+    context: &StepContext<'_>,
+) -> Result<Value, StepError> {
+    let mut builder = context
+        .http
+        .request(request.method.clone(), request.url.clone())
+        .timeout(step.timeout);
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
     builder = match (&step.body, &request.body) {
         (HttpBody::Json(_), Some(body)) => {
-            let has_type = request.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-            let builder = if has_type { builder } else { builder.header("content-type", "application/json") };
+            let has_type = request
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            let builder = if has_type {
+                builder
+            } else {
+                builder.header("content-type", "application/json")
+            };
             builder.body(body.to_string())
         }
         (_, Some(Value::String(text))) => builder.body(text.clone()),
         _ => builder,
     };
-    let request_built = builder.build().map_err(|error| StepError::InvalidRequest(error.to_string()))?;
-    let mut response = context.http.execute(request_built).await.map_err(|error| classify(&error, step))?;
+    let request_built = builder
+        .build()
+        .map_err(|error| StepError::InvalidRequest(error.to_string()))?;
+    let mut response = context
+        .http
+        .execute(request_built)
+        .await
+        .map_err(|error| classify(&error, step))?;
     let status = response.status().as_u16();
     let mut headers = Map::new();
     for (name, value) in response.headers() {
@@ -112,16 +179,24 @@ async fn send(request: &Request, step: &HttpStep, context: &StepContext<'_>) -> 
             }
         }
     }
-    let is_json = headers.get("content-type").and_then(Value::as_str).is_some_and(|kind| kind.contains("json"));
+    let is_json = headers
+        .get("content-type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.contains("json"));
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| classify(&error, step))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| classify(&error, step))?
+    {
         if body.len() + chunk.len() > context.max_response_body {
             return Err(StepError::BodyTooLarge(context.max_response_body));
         }
         body.extend_from_slice(&chunk);
     }
     let body = if is_json {
-        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
     } else if body.is_empty() {
         Value::Null
     } else {

@@ -42,7 +42,12 @@ pub(crate) struct StepOutcome {
 
 impl StepOutcome {
     fn new(input: Value, result: Result<Value, StepError>) -> Self {
-        Self { input, result, response: None, logs: Vec::new() }
+        Self {
+            input,
+            result,
+            response: None,
+            logs: Vec::new(),
+        }
     }
 }
 
@@ -98,7 +103,10 @@ impl StepError {
     /// A stable code for the API and metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Expression { source: EvalError::Timeout(_), .. } => "expression_timeout",
+            Self::Expression {
+                source: EvalError::Timeout(_),
+                ..
+            } => "expression_timeout",
             Self::Expression { .. } => "expression_failed",
             Self::InvalidRequest(_) => "invalid_request",
             Self::Connect(_) => "http_connect",
@@ -126,11 +134,21 @@ mod tests {
 
     #[test]
     fn only_passing_remote_trouble_is_retryable() {
-        let status = |status| StepError::Status { method: "GET".into(), url: "http://x".into(), status };
+        let status = |status| StepError::Status {
+            method: "GET".into(),
+            url: "http://x".into(),
+            status,
+        };
         assert!(status(503).is_retryable());
         assert!(status(429).is_retryable());
         assert!(!status(404).is_retryable());
         assert!(StepError::Timeout(Duration::from_secs(1)).is_retryable());
-        assert!(!StepError::Expression { what: "transform", source: EvalError::NoOutput }.is_retryable());
+        assert!(
+            !StepError::Expression {
+                what: "transform",
+                source: EvalError::NoOutput
+            }
+            .is_retryable()
+        );
     }
 }

@@ -6,7 +6,11 @@ fn load_source(source: &str) -> Result<Project, Vec<String>> {
     let file = folder.path().join("shop.yaml");
     std::fs::write(&file, source).unwrap();
     load(&[file]).map_err(|problems| {
-        problems.0.iter().map(|problem| format!("{}:{}: {}", problem.line, problem.column, problem.message)).collect()
+        problems
+            .0
+            .iter()
+            .map(|problem| format!("{}:{}: {}", problem.line, problem.column, problem.message))
+            .collect()
     })
 }
 
@@ -35,17 +39,31 @@ flows:
 fn a_valid_file_compiles() {
     let project = load_source(VALID).unwrap();
     let flow = project.flow("shop-orders", "receive-order").unwrap();
-    assert_eq!(flow.steps.iter().map(|step| step.kind.name()).collect::<Vec<_>>(), ["transform", "http", "log"]);
-    let StepKind::Http(http) = &flow.steps[1].kind else { panic!("not http") };
+    assert_eq!(
+        flow.steps
+            .iter()
+            .map(|step| step.kind.name())
+            .collect::<Vec<_>>(),
+        ["transform", "http", "log"]
+    );
+    let StepKind::Http(http) = &flow.steps[1].kind else {
+        panic!("not http")
+    };
     assert_eq!(http.timeout, Duration::from_secs(10));
-    assert_eq!(project.integrations["shop-orders"].config_values()["erp_url"], "http://127.0.0.1:9001");
+    assert_eq!(
+        project.integrations["shop-orders"].config_values()["erp_url"],
+        "http://127.0.0.1:9001"
+    );
 }
 
 #[test]
 fn yaml_syntax_errors_have_a_position() {
     let problems = load_source("name: a\nflows: [\n").unwrap_err();
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].starts_with("3:1: ") || problems[0].starts_with("2:"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("3:1: ") || problems[0].starts_with("2:"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -54,8 +72,14 @@ fn unknown_fields_get_a_suggestion() {
     let problems = load_source(&source).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("10:9: "), "{problems:?}");
-    assert!(problems[0].contains("unknown field `tranform`"), "{problems:?}");
-    assert!(problems[0].ends_with("did you mean `transform`?"), "{problems:?}");
+    assert!(
+        problems[0].contains("unknown field `tranform`"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].ends_with("did you mean `transform`?"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -65,7 +89,10 @@ fn wrong_types_are_reported() {
     assert!(problems[0].starts_with("17:20: "), "{problems:?}");
     let source = VALID.replace("timeout: 10s", "timeout: ten");
     let problems = load_source(&source).unwrap_err();
-    assert!(problems[0].contains("`ten` is not a duration"), "{problems:?}");
+    assert!(
+        problems[0].contains("`ten` is not a duration"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -73,36 +100,57 @@ fn jq_errors_point_inside_the_string() {
     let source = VALID.replace("total: ([.lines[]", "total: ([.lines[] |");
     let problems = load_source(&source).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].starts_with("10:51: transform: jq syntax error"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("10:51: transform: jq syntax error"),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn template_errors_point_inside_the_string() {
     let source = VALID.replace("${{ $config.erp_url }}", "${{ $config.erp_url | }}");
     let problems = load_source(&source).unwrap_err();
-    assert!(problems[0].starts_with("14:39: url: jq syntax error"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("14:39: url: jq syntax error"),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn step_ids_and_references_are_checked() {
     let source = VALID.replace("id: note", "id: order");
     let problems = load_source(&source).unwrap_err();
-    assert_eq!(problems, ["18:13: the step id `order` is used twice (first at line 9)"]);
+    assert_eq!(
+        problems,
+        ["18:13: the step id `order` is used twice (first at line 9)"]
+    );
 
     let source = VALID.replace("json: '$steps.order'", "json: '$steps.ordr'");
     let problems = load_source(&source).unwrap_err();
-    assert_eq!(problems, ["16:18: unknown step `ordr` in `$steps.ordr`; did you mean `order`?"]);
+    assert_eq!(
+        problems,
+        ["16:18: unknown step `ordr` in `$steps.ordr`; did you mean `order`?"]
+    );
 
     let source = VALID.replace("json: '$steps.order'", "json: '$steps.note'");
     let problems = load_source(&source).unwrap_err();
-    assert_eq!(problems, ["16:18: `$steps.note` is read before the step `note` runs (it comes later in the flow)"]);
+    assert_eq!(
+        problems,
+        ["16:18: `$steps.note` is read before the step `note` runs (it comes later in the flow)"]
+    );
 }
 
 #[test]
 fn flows_need_a_trigger_and_steps() {
     let source = "name: a\nflows:\n  one:\n    steps: [{id: x, log: hi}]\n  two:\n    trigger: { webhook: {} }\n    steps: []\n";
     let problems = load_source(source).unwrap_err();
-    assert_eq!(problems, ["4:5: the flow `one` has no trigger", "7:12: the flow `two` has no steps"]);
+    assert_eq!(
+        problems,
+        [
+            "4:5: the flow `one` has no trigger",
+            "7:12: the flow `two` has no steps"
+        ]
+    );
 }
 
 #[test]
@@ -113,7 +161,10 @@ fn duplicate_integration_names_are_refused() {
     let problems = load(&[folder.path().to_owned()]).unwrap_err();
     assert_eq!(problems.0.len(), 1);
     assert!(problems.0[0].file.ends_with("b.yaml"));
-    assert!(problems.0[0].message.contains("already used by"), "{problems}");
+    assert!(
+        problems.0[0].message.contains("already used by"),
+        "{problems}"
+    );
     assert_eq!((problems.0[0].line, problems.0[0].column), (1, 7));
 }
 

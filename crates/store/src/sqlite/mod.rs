@@ -13,8 +13,8 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 
 use crate::records::{
-    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, LeasedExecution,
-    LogRecord, NewExecution, Page, StepRecord, StepStatus,
+    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
+    LeasedExecution, LogRecord, NewExecution, Page, StepRecord, StepStatus,
 };
 use crate::{Store, StoreError};
 use writer::Writer;
@@ -39,12 +39,22 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `folder`, locking it for this process and
     /// bringing its schema up to date.
     pub fn open(folder: &Path) -> Result<Self, StoreError> {
-        let folder_error = |source| StoreError::DataFolder { path: folder.to_owned(), source };
+        let folder_error = |source| StoreError::DataFolder {
+            path: folder.to_owned(),
+            source,
+        };
         std::fs::create_dir_all(folder).map_err(folder_error)?;
-        let lock = File::options().create(true).truncate(false).write(true).open(folder.join(LOCK_FILE)).map_err(folder_error)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(folder.join(LOCK_FILE))
+            .map_err(folder_error)?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(folder.to_owned())),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(folder.to_owned()));
+            }
             Err(std::fs::TryLockError::Error(source)) => return Err(folder_error(source)),
         }
         let path = folder.join(DATABASE_FILE);
@@ -56,7 +66,11 @@ impl SqliteStore {
              PRAGMA busy_timeout = 5000;",
         )?;
         migrate(&connection)?;
-        Ok(Self { writer: Writer::start(connection)?, readers: Arc::new(Readers::new(path)), _lock: lock })
+        Ok(Self {
+            writer: Writer::start(connection)?,
+            readers: Arc::new(Readers::new(path)),
+            _lock: lock,
+        })
     }
 }
 
@@ -64,13 +78,20 @@ fn migrate(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
     for (version, sql) in MIGRATIONS {
         let applied: bool = connection
-            .query_row("SELECT 1 FROM schema_migrations WHERE version = ?1", [version], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM schema_migrations WHERE version = ?1",
+                [version],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some();
         if !applied {
             let transaction = connection.unchecked_transaction()?;
             transaction.execute_batch(sql)?;
-            transaction.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, Timestamp::now().millis()])?;
+            transaction.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, Timestamp::now().millis()],
+            )?;
             transaction.commit()?;
         }
     }
@@ -85,7 +106,10 @@ struct Readers {
 
 impl Readers {
     fn new(path: PathBuf) -> Self {
-        Self { path, idle: Mutex::new(Vec::new()) }
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// Runs `work` on a read connection on the blocking thread pool.
@@ -98,7 +122,11 @@ impl Readers {
         tokio::task::spawn_blocking(move || {
             let connection = readers.take()?;
             let result = work(&connection);
-            readers.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(connection);
+            readers
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(connection);
             result
         })
         .await
@@ -106,7 +134,11 @@ impl Readers {
     }
 
     fn take(&self) -> Result<Connection, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
         match idle {
             Some(connection) => Ok(connection),
             None => {
@@ -128,22 +160,27 @@ fn parse_json(text: &str) -> Result<Value, StoreError> {
 }
 
 fn parse_error(text: Option<String>) -> Result<Option<ErrorRecord>, StoreError> {
-    text.map(|text| serde_json::from_str(&text)).transpose().map_err(StoreError::from)
+    text.map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(StoreError::from)
 }
 
 fn parse_id(text: &str) -> Result<ExecutionId, StoreError> {
-    text.parse().map_err(|error: switchboard_core::IdError| StoreError::Corrupt(error.to_string()))
+    text.parse()
+        .map_err(|error: switchboard_core::IdError| StoreError::Corrupt(error.to_string()))
 }
 
 fn parse_status(text: &str) -> Result<ExecutionStatus, StoreError> {
-    ExecutionStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown execution status `{text}`")))
+    ExecutionStatus::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown execution status `{text}`")))
 }
 
 fn as_u32(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
-const SUMMARY_COLUMNS: &str = "id, integration, flow, status, attempt, created_at, started_at, finished_at, error";
+const SUMMARY_COLUMNS: &str =
+    "id, integration, flow, status, attempt, created_at, started_at, finished_at, error";
 
 fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
     Ok(ExecutionSummary {
@@ -173,7 +210,10 @@ fn step_from_row(row: &Row<'_>) -> Result<StepRecord, StoreError> {
         attempt: as_u32(row.get(3)?),
         status,
         input: parse_json(&row.get::<_, String>(5)?)?,
-        output: row.get::<_, Option<String>>(6)?.map(|text| parse_json(&text)).transpose()?,
+        output: row
+            .get::<_, Option<String>>(6)?
+            .map(|text| parse_json(&text))
+            .transpose()?,
         error: parse_error(row.get(7)?)?,
         started_at: Timestamp(started_at),
         finished_at: Timestamp(finished_at),
@@ -181,12 +221,22 @@ fn step_from_row(row: &Row<'_>) -> Result<StepRecord, StoreError> {
     })
 }
 
-const STEP_COLUMNS: &str = "seq, step_id, kind, attempt, status, input, output, error, started_at, finished_at";
+const STEP_COLUMNS: &str =
+    "seq, step_id, kind, attempt, status, input, output, error, started_at, finished_at";
 
-fn steps_of(connection: &Connection, id: &str, only_succeeded: bool) -> Result<Vec<StepRecord>, StoreError> {
-    let filter = if only_succeeded { "AND status = 'succeeded'" } else { "" };
-    let mut statement = connection
-        .prepare_cached(&format!("SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ?1 {filter} ORDER BY seq"))?;
+fn steps_of(
+    connection: &Connection,
+    id: &str,
+    only_succeeded: bool,
+) -> Result<Vec<StepRecord>, StoreError> {
+    let filter = if only_succeeded {
+        "AND status = 'succeeded'"
+    } else {
+        ""
+    };
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ?1 {filter} ORDER BY seq"
+    ))?;
     let mut rows = statement.query([id])?;
     let mut steps = Vec::new();
     while let Some(row) = rows.next()? {
@@ -197,10 +247,19 @@ fn steps_of(connection: &Connection, id: &str, only_succeeded: bool) -> Result<V
 
 fn next_seq(connection: &Connection, table: &str, id: &str) -> Result<u32, StoreError> {
     let sql = format!("SELECT COALESCE(MAX(seq) + 1, 0) FROM {table} WHERE execution_id = ?1");
-    Ok(as_u32(connection.prepare_cached(&sql)?.query_row([id], |row| row.get(0))?))
+    Ok(as_u32(
+        connection
+            .prepare_cached(&sql)?
+            .query_row([id], |row| row.get(0))?,
+    ))
 }
 
-fn lease_batch(connection: &Connection, node: &NodeId, limit: usize, expires_at: Timestamp) -> Result<Vec<LeasedExecution>, StoreError> {
+fn lease_batch(
+    connection: &Connection,
+    node: &NodeId,
+    limit: usize,
+    expires_at: Timestamp,
+) -> Result<Vec<LeasedExecution>, StoreError> {
     let lease = LeaseToken::generate();
     let now = Timestamp::now().millis();
     let mut statement = connection.prepare_cached(
@@ -212,7 +271,13 @@ fn lease_batch(connection: &Connection, node: &NodeId, limit: usize, expires_at:
       RETURNING id, integration, flow, trigger, input, attempt",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = statement.query(params![lease.as_str(), node.as_str(), expires_at.millis(), now, limit])?;
+    let mut rows = statement.query(params![
+        lease.as_str(),
+        node.as_str(),
+        expires_at.millis(),
+        now,
+        limit
+    ])?;
     let mut leased = Vec::new();
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
@@ -243,7 +308,9 @@ fn lease_batch(connection: &Connection, node: &NodeId, limit: usize, expires_at:
 fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<(), StoreError> {
     let id = checkpoint.execution.as_str();
     let held = connection
-        .prepare_cached("SELECT 1 FROM executions WHERE id = ?1 AND lease_token = ?2 AND status = 'running'")?
+        .prepare_cached(
+            "SELECT 1 FROM executions WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+        )?
         .query_row([id, checkpoint.lease.as_str()], |_| Ok(()))
         .optional()?
         .is_some();
@@ -273,20 +340,32 @@ fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<
         "INSERT OR REPLACE INTO execution_logs (execution_id, seq, at, level, step_id, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for line in &checkpoint.logs {
-        insert_log.execute(params![id, line.seq, line.at.millis(), line.level.as_str(), line.step, line.message])?;
+        insert_log.execute(params![
+            id,
+            line.seq,
+            line.at.millis(),
+            line.level.as_str(),
+            line.step,
+            line.message
+        ])?;
     }
     if let Some(finish) = &checkpoint.finish {
-        connection.prepare_cached(
-            "UPDATE executions SET status = ?2, error = ?3, finished_at = ?4,
+        connection
+            .prepare_cached(
+                "UPDATE executions SET status = ?2, error = ?3, finished_at = ?4,
                     lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
               WHERE id = ?1",
-        )?
-        .execute(params![
-            id,
-            finish.status.as_str(),
-            finish.error.as_ref().map(serde_json::to_string).transpose()?,
-            Timestamp::now().millis()
-        ])?;
+            )?
+            .execute(params![
+                id,
+                finish.status.as_str(),
+                finish
+                    .error
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()?,
+                Timestamp::now().millis()
+            ])?;
     }
     Ok(())
 }
@@ -314,12 +393,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn lease(&self, node: &NodeId, limit: usize, expires_at: Timestamp) -> Result<Vec<LeasedExecution>, StoreError> {
+    async fn lease(
+        &self,
+        node: &NodeId,
+        limit: usize,
+        expires_at: Timestamp,
+    ) -> Result<Vec<LeasedExecution>, StoreError> {
         let node = node.clone();
-        self.writer.write(move |connection| lease_batch(connection, &node, limit, expires_at)).await
+        self.writer
+            .write(move |connection| lease_batch(connection, &node, limit, expires_at))
+            .await
     }
 
-    async fn renew(&self, leases: Vec<(ExecutionId, LeaseToken)>, expires_at: Timestamp) -> Result<Vec<ExecutionId>, StoreError> {
+    async fn renew(
+        &self,
+        leases: Vec<(ExecutionId, LeaseToken)>,
+        expires_at: Timestamp,
+    ) -> Result<Vec<ExecutionId>, StoreError> {
         self.writer
             .write(move |connection| {
                 let mut statement = connection.prepare_cached(
@@ -337,7 +427,9 @@ impl Store for SqliteStore {
     }
 
     async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        self.writer.write(move |connection| write_checkpoint(connection, &checkpoint)).await
+        self.writer
+            .write(move |connection| write_checkpoint(connection, &checkpoint))
+            .await
     }
 
     async fn release(&self, leases: Vec<(ExecutionId, LeaseToken)>) -> Result<(), StoreError> {
@@ -455,7 +547,9 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.readers.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.readers
+            .read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 }
 

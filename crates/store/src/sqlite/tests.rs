@@ -45,17 +45,35 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
     let leased = store.lease(&node, 10, soon()).await.unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].attempt, 1);
-    assert!(store.lease(&node, 10, soon()).await.unwrap().is_empty(), "a leased execution is not leased again");
+    assert!(
+        store.lease(&node, 10, soon()).await.unwrap().is_empty(),
+        "a leased execution is not leased again"
+    );
 
     let lease = leased[0].lease.clone();
-    let checkpoint = Checkpoint { execution: id.clone(), lease: lease.clone(), steps: vec![step(0, "call")], logs: vec![], finish: None };
+    let checkpoint = Checkpoint {
+        execution: id.clone(),
+        lease: lease.clone(),
+        steps: vec![step(0, "call")],
+        logs: vec![],
+        finish: None,
+    };
     store.checkpoint(checkpoint).await.unwrap();
     let finish = Checkpoint {
         execution: id.clone(),
         lease,
         steps: vec![],
-        logs: vec![LogRecord::from_row(0, 1, "info", Some("note".into()), "done".into())],
-        finish: Some(Finish { status: ExecutionStatus::Succeeded, error: None }),
+        logs: vec![LogRecord::from_row(
+            0,
+            1,
+            "info",
+            Some("note".into()),
+            "done".into(),
+        )],
+        finish: Some(Finish {
+            status: ExecutionStatus::Succeeded,
+            error: None,
+        }),
     };
     store.checkpoint(finish).await.unwrap();
 
@@ -73,18 +91,31 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
     let id = store.enqueue(new_execution("a")).await.unwrap();
     let leased = store.lease(&first, 1, soon()).await.unwrap();
     let old_lease = leased[0].lease.clone();
-    let checkpoint = Checkpoint { execution: id.clone(), lease: old_lease.clone(), steps: vec![step(0, "call")], logs: vec![], finish: None };
+    let checkpoint = Checkpoint {
+        execution: id.clone(),
+        lease: old_lease.clone(),
+        steps: vec![step(0, "call")],
+        logs: vec![],
+        finish: None,
+    };
     store.checkpoint(checkpoint.clone()).await.unwrap();
 
     assert_eq!(store.recover_orphans(&second).await.unwrap(), 1);
     let again = store.lease(&second, 1, soon()).await.unwrap();
     assert_eq!(again[0].attempt, 2);
-    assert_eq!(again[0].finished_steps.len(), 1, "the finished step is handed back");
+    assert_eq!(
+        again[0].finished_steps.len(),
+        1,
+        "the finished step is handed back"
+    );
     assert_eq!(again[0].next_step_seq, 1);
 
     let error = store.checkpoint(checkpoint).await.unwrap_err();
     assert!(matches!(error, StoreError::LeaseLost(_)), "{error}");
-    let lost = store.renew(vec![(id.clone(), old_lease)], soon()).await.unwrap();
+    let lost = store
+        .renew(vec![(id.clone(), old_lease)], soon())
+        .await
+        .unwrap();
     assert_eq!(lost, vec![id]);
 }
 
@@ -106,14 +137,36 @@ async fn listing_pages_newest_first_with_filters() {
     let store = SqliteStore::open(folder.path()).unwrap();
     let mut ids = Vec::new();
     for index in 0..5 {
-        ids.push(store.enqueue(new_execution(if index % 2 == 0 { "even" } else { "odd" })).await.unwrap());
+        ids.push(
+            store
+                .enqueue(new_execution(if index % 2 == 0 { "even" } else { "odd" }))
+                .await
+                .unwrap(),
+        );
     }
-    let first = store.executions(ExecutionFilter::default(), 2, None).await.unwrap();
-    assert_eq!(first.items.iter().map(|item| item.id.clone()).collect::<Vec<_>>(), vec![ids[4].clone(), ids[3].clone()]);
+    let first = store
+        .executions(ExecutionFilter::default(), 2, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|item| item.id.clone())
+            .collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
     let cursor = first.next_cursor.unwrap().parse().unwrap();
-    let second = store.executions(ExecutionFilter::default(), 2, Some(cursor)).await.unwrap();
+    let second = store
+        .executions(ExecutionFilter::default(), 2, Some(cursor))
+        .await
+        .unwrap();
     assert_eq!(second.items[0].id, ids[2]);
-    let filter = ExecutionFilter { flow: Some("even".into()), status: Some(ExecutionStatus::Queued), ..Default::default() };
+    let filter = ExecutionFilter {
+        flow: Some("even".into()),
+        status: Some(ExecutionStatus::Queued),
+        ..Default::default()
+    };
     let even = store.executions(filter, 10, None).await.unwrap();
     assert_eq!(even.items.len(), 3);
     assert!(even.next_cursor.is_none());
@@ -123,7 +176,10 @@ async fn listing_pages_newest_first_with_filters() {
 async fn a_data_folder_opens_in_one_process_only() {
     let folder = tempfile::tempdir().unwrap();
     let _store = SqliteStore::open(folder.path()).unwrap();
-    assert!(matches!(SqliteStore::open(folder.path()), Err(StoreError::Locked(_))));
+    assert!(matches!(
+        SqliteStore::open(folder.path()),
+        Err(StoreError::Locked(_))
+    ));
 }
 
 #[tokio::test]
@@ -139,6 +195,9 @@ async fn concurrent_writes_share_commits_and_all_land() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    let page = store.executions(ExecutionFilter::default(), 500, None).await.unwrap();
+    let page = store
+        .executions(ExecutionFilter::default(), 500, None)
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 200);
 }

@@ -61,7 +61,10 @@ impl Writer {
         std::thread::Builder::new()
             .name(String::from("store-writer"))
             .spawn(move || run(&connection, receiver))
-            .map_err(|source| StoreError::DataFolder { path: "store-writer thread".into(), source })?;
+            .map_err(|source| StoreError::DataFolder {
+                path: "store-writer thread".into(),
+                source,
+            })?;
         Ok(Self { jobs })
     }
 
@@ -72,8 +75,14 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = TypedJob { work: Some(work), result: None, reply };
-        self.jobs.send(Box::new(job)).map_err(|_| StoreError::Closed)?;
+        let job = TypedJob {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -103,9 +112,16 @@ fn commit_batch(connection: &Connection, batch: &mut Vec<Box<dyn Job>>) {
         return;
     }
     for job in batch.iter_mut() {
-        let outcome = connection.execute_batch("SAVEPOINT job").map(|()| job.run(connection)).and_then(|failed| {
-            connection.execute_batch(if failed { "ROLLBACK TO job; RELEASE job" } else { "RELEASE job" })
-        });
+        let outcome = connection
+            .execute_batch("SAVEPOINT job")
+            .map(|()| job.run(connection))
+            .and_then(|failed| {
+                connection.execute_batch(if failed {
+                    "ROLLBACK TO job; RELEASE job"
+                } else {
+                    "RELEASE job"
+                })
+            });
         if let Err(error) = outcome {
             tracing::error!(%error, "Store savepoint failed.");
         }

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real server on a loopback port with a temporary data folder,
+//! spoken to over HTTP; outbound calls go to a real local receiver.
+
+// A failed unwrap in the harness is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod cli;
+mod crash;
+mod hooks;
+mod support;

@@ -1,0 +1,258 @@
+//! The test harness: an in-process server, a capturing receiver, and the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_core::Secrets;
+use switchboard_engine::EngineConfig;
+use switchboard_expr::Limits;
+use switchboard_server::ServerConfig;
+use tokio::sync::oneshot;
+
+/// A Switchboard server running in this process.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    _data: tempfile::TempDir,
+    _project: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server for one integration file's text.
+    pub async fn start(yaml: &str) -> Self {
+        Self::start_with(yaml, Secrets::default()).await
+    }
+
+    /// Starts a server for one integration file's text, with secrets.
+    pub async fn start_with(yaml: &str, secrets: Secrets) -> Self {
+        let project_dir = tempfile::tempdir().unwrap();
+        let file = project_dir.path().join("integration.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let project = switchboard_project::load(&[file])
+            .unwrap_or_else(|problems| panic!("invalid test project:\n{problems}"));
+        let data = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            data_dir: data.path().to_owned(),
+            project: Arc::new(project),
+            secrets,
+            engine: EngineConfig {
+                workers: 4,
+                poll_interval: Duration::from_millis(200),
+                shutdown_grace: Duration::from_secs(5),
+                expression_limits: Limits {
+                    timeout: Duration::from_millis(300),
+                    ..Limits::default()
+                },
+                ..EngineConfig::default()
+            },
+            max_body: 64 * 1024,
+            public_url: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            switchboard_server::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            _data: data,
+            _project: project_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs JSON to a hook and returns the status and body.
+    pub async fn post_hook(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits for an execution to end and returns it.
+    pub async fn finished_execution(&self, id: &str) -> Value {
+        wait_for_execution(&self.client, &self.base, id).await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls an execution until it is `succeeded` or `failed` (30 s at most).
+pub async fn wait_for_execution(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    for _ in 0..3000 {
+        let response = client
+            .get(format!("{base}/api/v1/executions/{id}"))
+            .send()
+            .await;
+        if let Ok(response) = response
+            && response.status() == 200
+        {
+            let execution: Value = response.json().await.unwrap();
+            if matches!(execution["status"].as_str(), Some("succeeded" | "failed")) {
+                return execution;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("execution {id} did not finish");
+}
+
+/// A request the receiver captured.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+/// A real HTTP server that records what it receives and answers with a set status.
+pub struct Receiver {
+    pub base: String,
+    pub captured: Arc<Mutex<Vec<Captured>>>,
+    pub status: Arc<Mutex<u16>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        use axum::extract::State;
+        type Shared = (Arc<Mutex<Vec<Captured>>>, Arc<Mutex<u16>>);
+        async fn capture(
+            State((captured, status)): State<Shared>,
+            uri: axum::http::Uri,
+            headers: axum::http::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> (axum::http::StatusCode, axum::Json<Value>) {
+            let body = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+            captured.lock().unwrap().push(Captured {
+                path: uri.path().to_owned(),
+                headers,
+                body,
+            });
+            let status = *status.lock().unwrap();
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                axum::Json(serde_json::json!({"received": true})),
+            )
+        }
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(Mutex::new(200));
+        let app = axum::Router::new()
+            .fallback(capture)
+            .with_state((Arc::clone(&captured), Arc::clone(&status)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base,
+            captured,
+            status,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Captured> {
+        self.captured.lock().unwrap().clone()
+    }
+}
+
+/// The `switchboard` binary built with these tests.
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+/// The repository's `examples` folder.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A `switchboard serve` process.
+pub struct ServeProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `switchboard serve` on a free port and waits until it listens.
+    pub fn start(project: &Path, data: &Path, extra: &[&str]) -> Self {
+        let mut child = binary()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .arg(project)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("serve printed nothing").unwrap();
+        let address: SocketAddr = line.rsplit("http://").next().unwrap().parse().unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            base: format!("http://{address}"),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
