@@ -5,6 +5,7 @@
 //! way the API uses, and [`secret`] values that never print themselves.
 
 pub mod duration;
+pub mod headers;
 pub mod ids;
 pub mod secret;
 pub mod size;

@@ -68,7 +68,7 @@ async fn receive(
     let trigger = json!({
         "kind": "webhook",
         "body": data,
-        "headers": headers_object(&headers),
+        "headers": switchboard_core::headers::headers_object(&headers),
         "query": query_object(uri.query().unwrap_or("")),
         "method": method.as_str(),
         "path": uri.path(),
@@ -165,22 +165,4 @@ fn form_object(bytes: &[u8]) -> Value {
 
 fn query_object(query: &str) -> Value {
     pairs_object(form_urlencoded::parse(query.as_bytes()))
-}
-
-/// Headers with lower-case names; repeated headers are joined with `, `.
-fn headers_object(headers: &HeaderMap) -> Value {
-    let mut object = Map::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match object.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            }
-            _ => {
-                object.insert(name.as_str().to_owned(), Value::String(value));
-            }
-        }
-    }
-    Value::Object(object)
 }

@@ -166,19 +166,7 @@ async fn send(
         .await
         .map_err(|error| classify(&error, step))?;
     let status = response.status().as_u16();
-    let mut headers = Map::new();
-    for (name, value) in response.headers() {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match headers.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), Value::String(value));
-            }
-        }
-    }
+    let headers = switchboard_core::headers::headers_object(response.headers());
     let is_json = headers
         .get("content-type")
         .and_then(Value::as_str)
