@@ -27,10 +27,7 @@ pub(crate) fn scalar_position(
             let line = at.line() + 1 + value_line;
             (line, indentation_of_line(source, line) + column_in_line + 1)
         }
-        Some(quote @ ('\'' | '"')) if value_line == 0 => {
-            let _ = quote;
-            (at.line(), at.column() + 1 + column_in_line)
-        }
+        Some('\'' | '"') if value_line == 0 => (at.line(), at.column() + 1 + column_in_line),
         _ if value_line == 0 => (at.line(), at.column() + column_in_line),
         _ => {
             let line = at.line() + value_line;

@@ -116,58 +116,36 @@ async fn a_webhook_runs_its_flow_and_records_every_step() {
     assert_eq!(requests[0].headers["content-type"], "application/json");
 }
 
+/// Posts a raw body with a content type to the `anything` hook and returns what its
+/// echo step saw.
+async fn echoed(server: &TestServer, content_type: &str, body: &'static str) -> Value {
+    let response = server
+        .client
+        .post(server.url("/hooks/shop-orders/anything"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.finished_execution(&id).await["steps"][0]["output"].clone()
+}
+
 #[tokio::test]
 async fn bodies_are_parsed_by_content_type() {
     let server = TestServer::start(&shop("http://127.0.0.1:9")).await;
-    let form = server
-        .client
-        .post(server.url("/hooks/shop-orders/anything"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("a=1&b=two&a=3")
-        .send()
-        .await
-        .unwrap();
-    let id = form.json::<Value>().await.unwrap()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let execution = server.finished_execution(&id).await;
+    let form = "application/x-www-form-urlencoded";
     assert_eq!(
-        execution["steps"][0]["output"],
+        echoed(&server, form, "a=1&b=two&a=3").await,
         json!({"a": ["1", "3"], "b": "two"})
     );
-
-    let text = server
-        .client
-        .post(server.url("/hooks/shop-orders/anything"))
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
-    let id = text.json::<Value>().await.unwrap()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(echoed(&server, "text/plain", "hello").await, "hello");
     assert_eq!(
-        server.finished_execution(&id).await["steps"][0]["output"],
-        "hello"
-    );
-
-    let curl_style = server
-        .client
-        .post(server.url("/hooks/shop-orders/anything"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(r#"{"id": 7}"#)
-        .send()
-        .await
-        .unwrap();
-    let id = curl_style.json::<Value>().await.unwrap()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        server.finished_execution(&id).await["steps"][0]["output"],
+        echoed(&server, form, r#"{"id": 7}"#).await,
         json!({"id": 7}),
         "curl -d sends JSON labelled as a form"
     );
