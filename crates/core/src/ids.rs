@@ -53,6 +53,14 @@ macro_rules! prefixed_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The 128 bits of the id's ULID.
+            pub fn to_bytes(&self) -> [u8; 16] {
+                // Every id was checked when it was made, so the ULID always reads.
+                ulid::Ulid::from_string(&self.0[$prefix.len()..])
+                    .unwrap_or_default()
+                    .to_bytes()
+            }
         }
 
         impl FromStr for $name {

@@ -26,6 +26,12 @@ impl Timestamp {
         Self(self.0.saturating_add(millis))
     }
 
+    /// The time from `earlier` to this, zero when `earlier` is later.
+    pub fn duration_since(self, earlier: Self) -> std::time::Duration {
+        let millis = u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0);
+        std::time::Duration::from_millis(millis)
+    }
+
     /// The RFC 3339 form in UTC.
     pub fn to_rfc3339(self) -> String {
         match Utc.timestamp_millis_opt(self.0).single() {

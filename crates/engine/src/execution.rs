@@ -1,5 +1,7 @@
 //! One execution: its steps in order, checkpointed.
 
+use std::time::Instant;
+
 use serde_json::{Value, json};
 use switchboard_core::Timestamp;
 use switchboard_expr::Scope;
@@ -8,6 +10,7 @@ use switchboard_store::{
     Checkpoint, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord,
     StepRecord, StepStatus, StoreError,
 };
+use switchboard_telemetry::TraceContext;
 use tracing::Instrument;
 
 use crate::Engine;
@@ -15,10 +18,24 @@ use crate::steps::{self, StepContext, StepError};
 
 /// Runs a leased execution to its end, or until its lease is lost.
 pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
-    let span = tracing::info_span!("execution", execution = %leased.id, integration = %leased.integration, flow = %leased.flow);
+    let flow = engine
+        .project
+        .flow(&leased.integration, &leased.flow)
+        .cloned();
+    let trigger = flow.as_ref().map_or("unknown", |flow| flow.trigger.kind());
+    let trace = trace_context(&leased);
+    let span = tracing::info_span!(
+        "execution",
+        execution_id = %leased.id,
+        integration = %leased.integration,
+        flow = %leased.flow,
+        attempt = leased.attempt,
+        trace_id = %trace.trace_id(),
+    );
     async {
-        let mut run = ExecutionRun::new(engine, &leased);
-        let finish = match engine.project.flow(&leased.integration, &leased.flow).cloned() {
+        let _running = engine.metrics.execution_started(&leased.integration, &leased.flow, trigger);
+        let mut run = ExecutionRun::new(engine, &leased, trace);
+        let finish = match flow {
             Some(flow) => run.steps(&flow).await,
             None => Err(RunError::Failed(ErrorRecord {
                 code: String::from("flow_not_found"),
@@ -37,12 +54,29 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
                 Finish { status: ExecutionStatus::Failed, error: Some(error) }
             }
         };
-        if let Err(error) = run.checkpoint(Some(finish)).await {
-            tracing::warn!(%error, "Could not record the end of the execution; it will run again.");
+        let outcome = finish.status.as_str();
+        match run.checkpoint(Some(finish)).await {
+            Ok(()) => engine.metrics.execution_finished(
+                &leased.integration,
+                &leased.flow,
+                trigger,
+                outcome,
+                Timestamp::now().duration_since(leased.created_at),
+            ),
+            Err(error) => tracing::warn!(%error, "Could not record the end of the execution; it will run again."),
         }
     }
     .instrument(span)
     .await;
+}
+
+/// The trace an execution continues: the one its webhook carried in `traceparent`, or a
+/// new one whose id is the execution id's 128 bits, so the two can be found from each other.
+fn trace_context(leased: &LeasedExecution) -> TraceContext {
+    leased.trigger["headers"][TraceContext::HEADER]
+        .as_str()
+        .and_then(TraceContext::parse)
+        .unwrap_or_else(|| TraceContext::root(leased.id.to_bytes()))
 }
 
 /// Why a run stopped before its end.
@@ -58,6 +92,7 @@ struct ExecutionRun<'a> {
     engine: &'a Engine,
     leased: &'a LeasedExecution,
     scope: Scope,
+    trace: TraceContext,
     pending_steps: Vec<StepRecord>,
     pending_logs: Vec<LogRecord>,
     next_step_seq: u32,
@@ -65,7 +100,7 @@ struct ExecutionRun<'a> {
 }
 
 impl<'a> ExecutionRun<'a> {
-    fn new(engine: &'a Engine, leased: &'a LeasedExecution) -> Self {
+    fn new(engine: &'a Engine, leased: &'a LeasedExecution, trace: TraceContext) -> Self {
         let config = engine
             .project
             .integrations
@@ -91,6 +126,7 @@ impl<'a> ExecutionRun<'a> {
             engine,
             leased,
             scope,
+            trace,
             pending_steps: Vec::new(),
             pending_logs: Vec::new(),
             next_step_seq: leased.next_step_seq,
@@ -105,14 +141,22 @@ impl<'a> ExecutionRun<'a> {
             }
             let context = StepContext {
                 execution: &self.leased.id,
+                integration: &self.leased.integration,
+                flow: &self.leased.flow,
                 step: &step.id,
                 scope: &self.scope,
                 limits: &self.engine.config.expression_limits,
                 http: &self.engine.http,
                 max_response_body: self.engine.config.max_response_body,
+                metrics: &self.engine.metrics,
+                trace: &self.trace,
             };
+            let kind = step.kind.name();
             let started_at = Timestamp::now();
-            let outcome = steps::run(&step.kind, &context).await;
+            let started = Instant::now();
+            let outcome = steps::run(&step.kind, &context)
+                .instrument(tracing::info_span!("step", step = %step.id, kind))
+                .await;
             let finished_at = Timestamp::now();
             for (level, message) in outcome.logs {
                 tracing::info!(step = %step.id, "{}", self.engine.secrets.redact(&message));
@@ -127,10 +171,17 @@ impl<'a> ExecutionRun<'a> {
                 Ok(output) => (StepStatus::Succeeded, Some(output.clone())),
                 Err(_) => (StepStatus::Failed, outcome.response.clone()),
             };
+            self.engine.metrics.step_finished(
+                &self.leased.integration,
+                &self.leased.flow,
+                kind,
+                status.as_str(),
+                started.elapsed(),
+            );
             self.record_step(StepRecord {
                 seq: 0,
                 step_id: step.id.clone(),
-                kind: step.kind.name().to_owned(),
+                kind: kind.to_owned(),
                 status,
                 attempt: self.leased.attempt,
                 input: outcome.input,

@@ -28,6 +28,7 @@ use switchboard_core::{ExecutionId, Secrets, Timestamp};
 use switchboard_expr::Limits;
 use switchboard_project::Project;
 use switchboard_store::{NewExecution, Store, StoreError};
+use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -75,6 +76,7 @@ pub struct Engine {
     project: Arc<Project>,
     secrets: Secrets,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
     config: EngineConfig,
     node: NodeId,
     wake: Notify,
@@ -82,12 +84,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over `store` running `project`.
+    /// An engine over `store` running `project`, reporting to `metrics`.
     pub fn new(
         store: Arc<dyn Store>,
         project: Arc<Project>,
         secrets: Secrets,
         config: EngineConfig,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, EngineError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
@@ -98,6 +101,7 @@ impl Engine {
             project,
             secrets,
             http,
+            metrics,
             config,
             node: NodeId::generate(),
             wake: Notify::new(),
@@ -108,6 +112,11 @@ impl Engine {
     /// The project being run.
     pub fn project(&self) -> &Arc<Project> {
         &self.project
+    }
+
+    /// The metrics it reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The store.

@@ -27,6 +27,11 @@ impl ApiError {
         }
     }
 
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// Names where in the input the problem is (`limit`, `body.lines[0]`).
     pub fn at(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());

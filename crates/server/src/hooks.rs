@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value, json};
-use switchboard_core::Timestamp;
-use switchboard_project::{BodyFormat, Trigger};
+use switchboard_core::{ExecutionId, Timestamp};
+use switchboard_project::{BodyFormat, Flow, Trigger};
+use switchboard_telemetry::metrics::WebhookOutcome;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -31,17 +32,55 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let received_at = Timestamp::now();
     let flow = state
         .engine
         .project()
         .flow(&integration, &flow_name)
         .filter(|flow| matches!(flow.trigger, Trigger::Webhook(_)))
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no webhook flow `{flow_name}` in integration `{integration}`"
-            ))
-        })?;
+        .cloned();
+    let accepted = match &flow {
+        Some(flow) => accept(&state, flow, method, uri, headers, body).await,
+        None => Err(ApiError::not_found(format!(
+            "no webhook flow `{flow_name}` in integration `{integration}`"
+        ))),
+    };
+    // Names from the URL become labels only when they name a flow of the project.
+    let (integration, flow_name) = match &flow {
+        Some(flow) => (flow.integration.as_str(), flow.name.as_str()),
+        None => ("", ""),
+    };
+    let metrics = state.engine.metrics();
+    match accepted {
+        Ok(id) => {
+            metrics.webhook_received(integration, flow_name, WebhookOutcome::Accepted);
+            tracing::Span::current().record("execution_id", id.as_str());
+            Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(json!({"execution_id": id})),
+            )
+                .into_response())
+        }
+        Err(error) => {
+            metrics.webhook_received(
+                integration,
+                flow_name,
+                WebhookOutcome::Rejected(error.code()),
+            );
+            Err(error)
+        }
+    }
+}
+
+/// Checks, reads and parses a request to a webhook flow, and queues its execution.
+async fn accept(
+    state: &AppState,
+    flow: &Flow,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<ExecutionId, ApiError> {
+    let received_at = Timestamp::now();
     let Trigger::Webhook(webhook) = &flow.trigger;
     if !webhook
         .methods
@@ -74,16 +113,11 @@ async fn receive(
         "path": uri.path(),
         "received_at": received_at,
     });
-    let id = state
+    state
         .engine
-        .submit(&integration, &flow_name, trigger, data)
+        .submit(&flow.integration, &flow.name, trigger, data)
         .await
-        .map_err(|error| ApiError::store_unavailable(&error))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"execution_id": id})),
-    )
-        .into_response())
+        .map_err(|error| ApiError::store_unavailable(&error))
 }
 
 /// Reads the body, stopping as soon as it passes `limit` bytes.

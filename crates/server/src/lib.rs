@@ -6,6 +6,7 @@
 //!   committed to the store.
 //! - [`api`]: `/api/v1/...`, the management API, and `/healthz`, `/readyz`.
 //! - [`error`]: the one table of stable error codes every route answers with.
+//! - [`telemetry`]: `/metrics`, and the `request` span around every request.
 //!
 //! On shutdown the listener stops accepting, in-flight requests finish, and the engine
 //! drains its running executions (see `switchboard_engine`).
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod error;
 pub mod hooks;
+pub mod telemetry;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use switchboard_core::Secrets;
 use switchboard_engine::{Engine, EngineConfig, EngineError};
 use switchboard_project::Project;
 use switchboard_store::{SqliteStore, StoreError};
+use switchboard_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -71,10 +74,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let store = Arc::new(SqliteStore::open(&config.data_dir)?);
-    let engine = Engine::new(store, config.project, config.secrets, config.engine)?;
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(SqliteStore::open(&config.data_dir, Arc::clone(&metrics))?);
+    let engine = Engine::new(
+        store,
+        config.project,
+        config.secrets,
+        config.engine,
+        Arc::clone(&metrics),
+    )?;
     let stopping = CancellationToken::new();
     let engine_task = tokio::spawn(Arc::clone(&engine).run(stopping.clone()));
+    tokio::spawn(upkeep(metrics, stopping.clone()));
     let state = AppState {
         engine,
         max_body: config.max_body,
@@ -104,6 +115,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(hooks::routes())
         .merge(api::routes())
+        .merge(telemetry::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn(telemetry::trace_request))
         .with_state(state)
+}
+
+/// Folds histogram samples into buckets now and then, so memory stays flat between scrapes.
+async fn upkeep(metrics: Arc<Metrics>, stopping: CancellationToken) {
+    let mut every = tokio::time::interval(telemetry::UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            _ = every.tick() => metrics.upkeep(),
+        }
+    }
 }

@@ -29,7 +29,8 @@ use switchboard_core::{ExecutionId, Timestamp};
 pub use error::StoreError;
 pub use records::{
     Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
-    Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Page, StepRecord, StepStatus,
+    Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Page, QueuedFlow, StepRecord,
+    StepStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -79,6 +80,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         cursor: Option<ExecutionId>,
     ) -> Result<Page<ExecutionSummary>, StoreError>;
+
+    /// The executions runnable at `now` that no worker has taken yet, per flow.
+    async fn queue(&self, now: Timestamp) -> Result<Vec<QueuedFlow>, StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

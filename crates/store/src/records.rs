@@ -78,6 +78,8 @@ pub struct LeasedExecution {
     pub input: Value,
     /// How many times it has been leased, this time included.
     pub attempt: u32,
+    /// When it was accepted.
+    pub created_at: Timestamp,
     /// Steps that finished in earlier attempts, in order; the run resumes after them.
     pub finished_steps: Vec<StepRecord>,
     /// The next free step record number.
@@ -297,4 +299,17 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Where the next page starts, when there is one.
     pub next_cursor: Option<String>,
+}
+
+/// The executions of one flow that wait for a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedFlow {
+    /// The integration.
+    pub integration: String,
+    /// The flow.
+    pub flow: String,
+    /// How many are runnable now.
+    pub depth: u64,
+    /// Since when the oldest of them has been runnable.
+    pub oldest_runnable_since: Timestamp,
 }

@@ -17,6 +17,7 @@ use switchboard_expr::Limits;
 use switchboard_project::Project;
 use switchboard_server::ServerConfig;
 use switchboard_store::{SqliteStore, Store};
+use switchboard_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 /// Switchboard: a self-hosted integration engine. Integrations are YAML files of flows;
@@ -259,7 +260,8 @@ async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
     let input: serde_json::Value =
         serde_json::from_str(&input_text).context("--input is not valid JSON")?;
     let data = tempfile::tempdir().context("cannot make a temporary data folder")?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data.path())?);
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data.path(), Arc::clone(&metrics))?);
     let engine = Engine::new(
         Arc::clone(&store),
         Arc::new(project),
@@ -268,6 +270,7 @@ async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
             workers: 1,
             ..EngineConfig::default()
         },
+        metrics,
     )?;
     let trigger = serde_json::json!({"kind": "manual", "body": input});
     let id = engine

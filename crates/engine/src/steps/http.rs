@@ -2,10 +2,14 @@
 //!
 //! Every request carries `Idempotency-Key: <execution id>.<step id>`, the same on every
 //! attempt, so a receiver that honours it applies the effect once even when the step
-//! runs again after a crash between its answer and our checkpoint.
+//! runs again after a crash between its answer and our checkpoint. It also carries a W3C
+//! `traceparent` in the execution's trace, unless the step sets one itself.
+
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 use switchboard_project::{HttpBody, HttpStep};
+use switchboard_telemetry::TraceContext;
 
 use super::{StepContext, StepError, StepOutcome};
 
@@ -92,6 +96,15 @@ impl Request {
             IDEMPOTENCY_HEADER.to_owned(),
             format!("{}.{}", context.execution, context.step),
         ));
+        let has_trace = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(TraceContext::HEADER));
+        if !has_trace {
+            headers.push((
+                TraceContext::HEADER.to_owned(),
+                context.trace.child().to_string(),
+            ));
+        }
         let body = match &step.body {
             HttpBody::None => None,
             HttpBody::Json(program) => Some(
@@ -160,28 +173,28 @@ async fn send(
     let request_built = builder
         .build()
         .map_err(|error| StepError::InvalidRequest(error.to_string()))?;
-    let mut response = context
-        .http
-        .execute(request_built)
-        .await
-        .map_err(|error| classify(&error, step))?;
+    let started = Instant::now();
+    let report = |status| {
+        context
+            .metrics
+            .outbound_http(context.integration, context.flow, status, started.elapsed());
+    };
+    let mut response = match context.http.execute(request_built).await {
+        Ok(response) => response,
+        Err(error) => {
+            report(None);
+            return Err(classify(&error, step));
+        }
+    };
     let status = response.status().as_u16();
     let headers = switchboard_core::headers::headers_object(response.headers());
     let is_json = headers
         .get("content-type")
         .and_then(Value::as_str)
         .is_some_and(|kind| kind.contains("json"));
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| classify(&error, step))?
-    {
-        if body.len() + chunk.len() > context.max_response_body {
-            return Err(StepError::BodyTooLarge(context.max_response_body));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(&mut response, step, context.max_response_body).await;
+    report(Some(status));
+    let body = body?;
     let body = if is_json {
         serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
@@ -191,6 +204,26 @@ async fn send(
         Value::String(String::from_utf8_lossy(&body).into_owned())
     };
     Ok(json!({"status": status, "headers": headers, "body": body}))
+}
+
+/// The whole body, or an error once it passes `limit` bytes.
+async fn read_body(
+    response: &mut reqwest::Response,
+    step: &HttpStep,
+    limit: usize,
+) -> Result<Vec<u8>, StepError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| classify(&error, step))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(StepError::BodyTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn classify(error: &reqwest::Error, step: &HttpStep) -> StepError {

@@ -11,11 +11,16 @@ use switchboard_core::ExecutionId;
 use switchboard_expr::{EvalError, Limits, Scope};
 use switchboard_project::StepKind;
 use switchboard_store::LogLevel;
+use switchboard_telemetry::{Metrics, TraceContext};
 
 /// What a step can use while it runs.
 pub(crate) struct StepContext<'a> {
     /// The execution it belongs to.
     pub execution: &'a ExecutionId,
+    /// The integration of the execution.
+    pub integration: &'a str,
+    /// The flow of the execution.
+    pub flow: &'a str,
     /// Its id.
     pub step: &'a str,
     /// The values its expressions read.
@@ -26,6 +31,10 @@ pub(crate) struct StepContext<'a> {
     pub http: &'a reqwest::Client,
     /// The most bytes of a response body that are read.
     pub max_response_body: usize,
+    /// Where outbound requests are reported.
+    pub metrics: &'a Metrics,
+    /// The trace the execution continues.
+    pub trace: &'a TraceContext,
 }
 
 /// What a step did.

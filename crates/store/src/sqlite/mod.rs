@@ -11,10 +11,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde_json::Value;
 use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
+use switchboard_telemetry::Metrics;
 
 use crate::records::{
     Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
-    LeasedExecution, LogRecord, NewExecution, Page, StepRecord, StepStatus,
+    LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord, StepStatus,
 };
 use crate::{Store, StoreError};
 use writer::Writer;
@@ -37,8 +38,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `folder`, locking it for this process and
-    /// bringing its schema up to date.
-    pub fn open(folder: &Path) -> Result<Self, StoreError> {
+    /// bringing its schema up to date. Every commit is reported to `metrics`.
+    pub fn open(folder: &Path, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let folder_error = |source| StoreError::DataFolder {
             path: folder.to_owned(),
             source,
@@ -67,7 +68,7 @@ impl SqliteStore {
         )?;
         migrate(&connection)?;
         Ok(Self {
-            writer: Writer::start(connection)?,
+            writer: Writer::start(connection, metrics)?,
             readers: Arc::new(Readers::new(path)),
             _lock: lock,
         })
@@ -268,7 +269,7 @@ fn lease_batch(
                 lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
           WHERE id IN (SELECT id FROM executions WHERE status = 'queued' AND run_at <= ?4
                         ORDER BY run_at, id LIMIT ?5)
-      RETURNING id, integration, flow, trigger, input, attempt",
+      RETURNING id, integration, flow, trigger, input, attempt, created_at",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows = statement.query(params![
@@ -289,6 +290,7 @@ fn lease_batch(
             trigger: parse_json(&row.get::<_, String>(3)?)?,
             input: parse_json(&row.get::<_, String>(4)?)?,
             attempt: as_u32(row.get(5)?),
+            created_at: Timestamp(row.get(6)?),
             finished_steps: Vec::new(),
             next_step_seq: 0,
             next_log_seq: 0,
@@ -542,6 +544,26 @@ impl Store for SqliteStore {
                     None
                 };
                 Ok(Page { items, next_cursor })
+            })
+            .await
+    }
+
+    async fn queue(&self, now: Timestamp) -> Result<Vec<QueuedFlow>, StoreError> {
+        self.readers
+            .read(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT integration, flow, count(*), min(run_at) FROM executions
+                     WHERE status = 'queued' AND run_at <= ?1 GROUP BY integration, flow",
+                )?;
+                let rows = statement.query_map([now.millis()], |row| {
+                    Ok(QueuedFlow {
+                        integration: row.get(0)?,
+                        flow: row.get(1)?,
+                        depth: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                        oldest_runnable_since: Timestamp(row.get(3)?),
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
     }

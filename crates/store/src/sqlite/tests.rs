@@ -38,7 +38,7 @@ fn soon() -> Timestamp {
 #[tokio::test]
 async fn executions_are_leased_once_checkpointed_and_finished() {
     let folder = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(folder.path()).unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let node = NodeId::generate();
     let id = store.enqueue(new_execution("a")).await.unwrap();
 
@@ -86,7 +86,7 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
 #[tokio::test]
 async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps() {
     let folder = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(folder.path()).unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let (first, second) = (NodeId::generate(), NodeId::generate());
     let id = store.enqueue(new_execution("a")).await.unwrap();
     let leased = store.lease(&first, 1, soon()).await.unwrap();
@@ -122,7 +122,7 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
 #[tokio::test]
 async fn expired_leases_are_requeued() {
     let folder = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(folder.path()).unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let node = NodeId::generate();
     store.enqueue(new_execution("a")).await.unwrap();
     store.lease(&node, 1, Timestamp::now()).await.unwrap();
@@ -134,7 +134,7 @@ async fn expired_leases_are_requeued() {
 #[tokio::test]
 async fn listing_pages_newest_first_with_filters() {
     let folder = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(folder.path()).unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let mut ids = Vec::new();
     for index in 0..5 {
         ids.push(
@@ -175,9 +175,9 @@ async fn listing_pages_newest_first_with_filters() {
 #[tokio::test]
 async fn a_data_folder_opens_in_one_process_only() {
     let folder = tempfile::tempdir().unwrap();
-    let _store = SqliteStore::open(folder.path()).unwrap();
+    let _store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     assert!(matches!(
-        SqliteStore::open(folder.path()),
+        SqliteStore::open(folder.path(), Arc::default()),
         Err(StoreError::Locked(_))
     ));
 }
@@ -185,7 +185,7 @@ async fn a_data_folder_opens_in_one_process_only() {
 #[tokio::test]
 async fn concurrent_writes_share_commits_and_all_land() {
     let folder = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(folder.path()).unwrap());
+    let store = Arc::new(SqliteStore::open(folder.path(), Arc::default()).unwrap());
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let store = Arc::clone(&store);
@@ -200,4 +200,39 @@ async fn concurrent_writes_share_commits_and_all_land() {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 200);
+}
+
+#[tokio::test]
+async fn the_queue_counts_runnable_executions_per_flow_and_commits_are_measured() {
+    let folder = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(switchboard_telemetry::Metrics::new());
+    let store = SqliteStore::open(folder.path(), Arc::clone(&metrics)).unwrap();
+    let first = new_execution("a");
+    let oldest = first.created_at;
+    store.enqueue(first).await.unwrap();
+    store.enqueue(new_execution("a")).await.unwrap();
+    store.enqueue(new_execution("b")).await.unwrap();
+    let leased = store.lease(&NodeId::generate(), 1, soon()).await.unwrap();
+    assert_eq!(leased.len(), 1, "the oldest is leased and leaves the queue");
+
+    let mut queue = store.queue(Timestamp::now()).await.unwrap();
+    queue.sort_by(|left, right| left.flow.cmp(&right.flow));
+    let depths: Vec<_> = queue
+        .iter()
+        .map(|queued| (queued.flow.as_str(), queued.depth))
+        .collect();
+    assert_eq!(depths, [("a", 1), ("b", 1)]);
+    assert!(queue[0].oldest_runnable_since >= oldest);
+    assert!(
+        store.queue(Timestamp(0)).await.unwrap().is_empty(),
+        "nothing was runnable in 1970"
+    );
+
+    metrics.upkeep();
+    let text = metrics.render();
+    let commits = text
+        .lines()
+        .find_map(|line| line.strip_prefix("switchboard_store_commit_batch_writes_count "))
+        .unwrap();
+    assert!(commits.parse::<u64>().unwrap() >= 4, "{text}");
 }

@@ -1,6 +1,10 @@
 //! The writer thread: every write of the store, batched into group commits.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use rusqlite::Connection;
+use switchboard_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
@@ -55,12 +59,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `connection`.
-    pub(crate) fn start(connection: Connection) -> Result<Self, StoreError> {
+    /// Starts the writer thread on `connection`, reporting each commit to `metrics`.
+    pub(crate) fn start(connection: Connection, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let (jobs, receiver) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name(String::from("store-writer"))
-            .spawn(move || run(&connection, receiver))
+            .spawn(move || run(&connection, receiver, &metrics))
             .map_err(|source| StoreError::DataFolder {
                 path: "store-writer thread".into(),
                 source,
@@ -89,7 +93,11 @@ impl Writer {
 
 /// The thread's loop: wait for a job, take every other job waiting, commit them as one.
 /// It ends when every [`Writer`] handle is dropped.
-fn run(connection: &Connection, mut receiver: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+fn run(
+    connection: &Connection,
+    mut receiver: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    metrics: &Metrics,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -99,7 +107,10 @@ fn run(connection: &Connection, mut receiver: mpsc::UnboundedReceiver<Box<dyn Jo
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
+        let writes = batch.len();
         commit_batch(connection, &mut batch);
+        metrics.store_committed(writes, started.elapsed());
     }
 }
 

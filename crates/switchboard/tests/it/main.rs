@@ -9,3 +9,4 @@ mod cli;
 mod crash;
 mod hooks;
 mod support;
+mod telemetry;

@@ -150,19 +150,25 @@ pub struct Captured {
     pub body: Value,
 }
 
-/// A real HTTP server that records what it receives and answers with a set status.
+/// A real HTTP server that records what it receives and answers with a set status,
+/// after a set delay.
 pub struct Receiver {
     pub base: String,
     pub captured: Arc<Mutex<Vec<Captured>>>,
     pub status: Arc<Mutex<u16>>,
+    pub delay: Arc<Mutex<Duration>>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         use axum::extract::State;
-        type Shared = (Arc<Mutex<Vec<Captured>>>, Arc<Mutex<u16>>);
+        type Shared = (
+            Arc<Mutex<Vec<Captured>>>,
+            Arc<Mutex<u16>>,
+            Arc<Mutex<Duration>>,
+        );
         async fn capture(
-            State((captured, status)): State<Shared>,
+            State((captured, status, delay)): State<Shared>,
             uri: axum::http::Uri,
             headers: axum::http::HeaderMap,
             body: axum::body::Bytes,
@@ -174,6 +180,8 @@ impl Receiver {
                 headers,
                 body,
             });
+            let delay = *delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
             let status = *status.lock().unwrap();
             (
                 axum::http::StatusCode::from_u16(status).unwrap(),
@@ -182,9 +190,12 @@ impl Receiver {
         }
         let captured = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(Mutex::new(200));
-        let app = axum::Router::new()
-            .fallback(capture)
-            .with_state((Arc::clone(&captured), Arc::clone(&status)));
+        let delay = Arc::new(Mutex::new(Duration::ZERO));
+        let app = axum::Router::new().fallback(capture).with_state((
+            Arc::clone(&captured),
+            Arc::clone(&status),
+            Arc::clone(&delay),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -192,6 +203,7 @@ impl Receiver {
             base,
             captured,
             status,
+            delay,
         }
     }
 
@@ -219,14 +231,25 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `switchboard serve` on a free port and waits until it listens.
     pub fn start(project: &Path, data: &Path, extra: &[&str]) -> Self {
-        let mut child = binary()
+        let mut command = binary();
+        command.env("RUST_LOG", "warn").stderr(Stdio::null());
+        Self::start_command(command, project, data, extra)
+    }
+
+    /// Starts `switchboard serve` from a prepared command (environment, stderr), and
+    /// returns it with every line it prints to stdout after the first.
+    pub fn start_command(
+        mut command: Command,
+        project: &Path,
+        data: &Path,
+        extra: &[&str],
+    ) -> Self {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .arg(project)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -255,4 +278,22 @@ impl ServeProcess {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+}
+
+/// The path of an external tool the tests use. Missing, it skips the test with a printed
+/// reason, except in CI (`CI` set), where `.ci/run` installs it and its absence fails.
+pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{name}` is not installed; .ci/run installs it ({package})"
+        );
+        eprintln!("skipped: `{name}` is not installed ({package}); .ci/run installs it");
+    }
+    found
 }

@@ -1,0 +1,390 @@
+//! Prometheus metrics: every name in [`names`], every update a method of [`Metrics`].
+//!
+//! Labels are low-cardinality by construction: integration and flow names come from the
+//! project (never from a request that named an unknown one), and every other label value
+//! is a `&'static str` chosen by the code. No execution id, URL or header reaches a label.
+//!
+//! Each process (and each test server) owns its own [`Metrics`]; nothing is global.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// The metric names, with their unit in the name.
+pub mod names {
+    /// Inbound webhook requests, by `outcome` (`accepted`, `rejected`) and, when rejected, `reason`.
+    pub const WEBHOOKS_RECEIVED: &str = "switchboard_webhooks_received_total";
+    /// Executions a worker started running (a resumed execution counts again).
+    pub const EXECUTIONS_STARTED: &str = "switchboard_executions_started_total";
+    /// Executions that reached an end, by `outcome`.
+    pub const EXECUTIONS_FINISHED: &str = "switchboard_executions_finished_total";
+    /// Time from an execution's acceptance to its end, by `outcome`.
+    pub const EXECUTION_DURATION: &str = "switchboard_execution_duration_seconds";
+    /// Executions running now.
+    pub const EXECUTIONS_RUNNING: &str = "switchboard_executions_running";
+    /// Time one step took, by step `kind` and `outcome`.
+    pub const STEP_DURATION: &str = "switchboard_step_duration_seconds";
+    /// Executions waiting for a worker.
+    pub const QUEUE_DEPTH: &str = "switchboard_queue_depth_executions";
+    /// How long the oldest waiting execution has waited (0 when none waits).
+    pub const QUEUE_OLDEST_AGE: &str = "switchboard_queue_oldest_age_seconds";
+    /// Requests sent by `http` steps, by `status_class` (`2xx` … `5xx`, or `error`).
+    pub const OUTBOUND_HTTP_REQUESTS: &str = "switchboard_outbound_http_requests_total";
+    /// Time from sending an `http` step's request to its last body byte, by `status_class`.
+    pub const OUTBOUND_HTTP_DURATION: &str = "switchboard_outbound_http_request_duration_seconds";
+    /// Time one group commit of the store took.
+    pub const STORE_COMMIT_DURATION: &str = "switchboard_store_commit_duration_seconds";
+    /// Writes that one group commit of the store carried.
+    pub const STORE_COMMIT_BATCH: &str = "switchboard_store_commit_batch_writes";
+    /// Always 1; its `version` label names the running build.
+    pub const BUILD_INFO: &str = "switchboard_build_info";
+}
+
+/// Bucket bounds for durations, in seconds: 5 ms to 5 minutes.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Bucket bounds for group-commit sizes, up to the writer's batch limit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
+
+/// How an inbound webhook request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// Durable and acknowledged.
+    Accepted,
+    /// Refused; the reason is the error code of the answer.
+    Rejected(&'static str),
+}
+
+/// The metrics of one Switchboard process.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, every one described.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        // Both matchers are valid and the bucket lists are not empty, so neither call fails.
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Suffix(String::from("_seconds")), SECONDS_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let builder = builder
+            .set_buckets_for_metric(
+                Matcher::Full(names::STORE_COMMIT_BATCH.to_owned()),
+                BATCH_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let metrics = Self { recorder, handle };
+        metrics.describe();
+        metrics
+            .gauge(
+                names::BUILD_INFO,
+                vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+            )
+            .set(1.0);
+        metrics
+    }
+
+    fn describe(&self) {
+        use names::*;
+        let counters = [
+            (
+                WEBHOOKS_RECEIVED,
+                "Inbound webhook requests, by outcome and rejection reason.",
+            ),
+            (
+                EXECUTIONS_STARTED,
+                "Executions a worker started running; a resumed execution counts again.",
+            ),
+            (
+                EXECUTIONS_FINISHED,
+                "Executions that reached an end, by outcome.",
+            ),
+            (
+                OUTBOUND_HTTP_REQUESTS,
+                "Requests sent by http steps, by status class (or error).",
+            ),
+        ];
+        for (name, help) in counters {
+            self.recorder
+                .describe_counter(name.into(), None, help.into());
+        }
+        let gauges = [
+            (EXECUTIONS_RUNNING, "Executions running now."),
+            (QUEUE_DEPTH, "Executions waiting for a worker."),
+            (
+                QUEUE_OLDEST_AGE,
+                "Seconds the oldest waiting execution has waited.",
+            ),
+            (
+                BUILD_INFO,
+                "Always 1; the version label names the running build.",
+            ),
+        ];
+        for (name, help) in gauges {
+            self.recorder.describe_gauge(name.into(), None, help.into());
+        }
+        let histograms = [
+            (
+                EXECUTION_DURATION,
+                Unit::Seconds,
+                "Seconds from an execution's acceptance to its end, by outcome.",
+            ),
+            (
+                STEP_DURATION,
+                Unit::Seconds,
+                "Seconds one step took, by step kind and outcome.",
+            ),
+            (
+                OUTBOUND_HTTP_DURATION,
+                Unit::Seconds,
+                "Seconds from sending an http step's request to its last body byte.",
+            ),
+            (
+                STORE_COMMIT_DURATION,
+                Unit::Seconds,
+                "Seconds one group commit of the store took.",
+            ),
+            (
+                STORE_COMMIT_BATCH,
+                Unit::Count,
+                "Writes that one group commit of the store carried.",
+            ),
+        ];
+        for (name, unit, help) in histograms {
+            self.recorder
+                .describe_histogram(name.into(), Some(unit), help.into());
+        }
+    }
+
+    /// The metrics in the Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets; call it every few seconds.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// An inbound webhook request ended. `integration` and `flow` are empty when the
+    /// request named no flow of the project.
+    pub fn webhook_received(&self, integration: &str, flow: &str, outcome: WebhookOutcome) {
+        let mut labels = flow_labels(integration, flow);
+        match outcome {
+            WebhookOutcome::Accepted => labels.push(Label::new("outcome", "accepted")),
+            WebhookOutcome::Rejected(reason) => {
+                labels.push(Label::new("outcome", "rejected"));
+                labels.push(Label::new("reason", reason));
+            }
+        }
+        self.counter(names::WEBHOOKS_RECEIVED, labels).increment(1);
+    }
+
+    /// A worker started running an execution. The answer counts it as running until it
+    /// is dropped.
+    pub fn execution_started(
+        self: &Arc<Self>,
+        integration: &str,
+        flow: &str,
+        trigger: &'static str,
+    ) -> RunningExecution {
+        let mut labels = flow_labels(integration, flow);
+        labels.push(Label::new("trigger", trigger));
+        self.counter(names::EXECUTIONS_STARTED, labels).increment(1);
+        let running = self.gauge(names::EXECUTIONS_RUNNING, flow_labels(integration, flow));
+        running.increment(1.0);
+        RunningExecution { running }
+    }
+
+    /// An execution ended with `outcome`, `since_accepted` after it was accepted.
+    pub fn execution_finished(
+        &self,
+        integration: &str,
+        flow: &str,
+        trigger: &'static str,
+        outcome: &'static str,
+        since_accepted: Duration,
+    ) {
+        let mut labels = flow_labels(integration, flow);
+        labels.push(Label::new("outcome", outcome));
+        self.histogram(names::EXECUTION_DURATION, labels.clone())
+            .record(since_accepted.as_secs_f64());
+        labels.push(Label::new("trigger", trigger));
+        self.counter(names::EXECUTIONS_FINISHED, labels)
+            .increment(1);
+    }
+
+    /// A step of `kind` ended with `outcome` after `took`.
+    pub fn step_finished(
+        &self,
+        integration: &str,
+        flow: &str,
+        kind: &'static str,
+        outcome: &'static str,
+        took: Duration,
+    ) {
+        let mut labels = flow_labels(integration, flow);
+        labels.push(Label::new("kind", kind));
+        labels.push(Label::new("outcome", outcome));
+        self.histogram(names::STEP_DURATION, labels)
+            .record(took.as_secs_f64());
+    }
+
+    /// An `http` step's request ended with `status` (`None`: no answer), after `took`.
+    pub fn outbound_http(
+        &self,
+        integration: &str,
+        flow: &str,
+        status: Option<u16>,
+        took: Duration,
+    ) {
+        let mut labels = flow_labels(integration, flow);
+        labels.push(Label::new("status_class", status_class(status)));
+        self.counter(names::OUTBOUND_HTTP_REQUESTS, labels.clone())
+            .increment(1);
+        self.histogram(names::OUTBOUND_HTTP_DURATION, labels)
+            .record(took.as_secs_f64());
+    }
+
+    /// The store committed `writes` writes as one transaction in `took`.
+    pub fn store_committed(&self, writes: usize, took: Duration) {
+        self.histogram(names::STORE_COMMIT_DURATION, Vec::new())
+            .record(took.as_secs_f64());
+        // Batches hold at most a few hundred writes, exact in an f64.
+        #[allow(clippy::cast_precision_loss)]
+        self.histogram(names::STORE_COMMIT_BATCH, Vec::new())
+            .record(writes as f64);
+    }
+
+    /// `depth` executions of a flow wait for a worker, the oldest for `oldest_age`.
+    pub fn queue(&self, integration: &str, flow: &str, depth: u64, oldest_age: Duration) {
+        #[allow(clippy::cast_precision_loss)]
+        self.gauge(names::QUEUE_DEPTH, flow_labels(integration, flow))
+            .set(depth as f64);
+        self.gauge(names::QUEUE_OLDEST_AGE, flow_labels(integration, flow))
+            .set(oldest_age.as_secs_f64());
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+}
+
+/// Counts one execution as running while it lives.
+#[must_use = "the execution counts as running only while this lives"]
+pub struct RunningExecution {
+    running: Gauge,
+}
+
+impl Drop for RunningExecution {
+    fn drop(&mut self) {
+        self.running.decrement(1.0);
+    }
+}
+
+fn flow_labels(integration: &str, flow: &str) -> Vec<Label> {
+    vec![
+        Label::new("integration", integration.to_owned()),
+        Label::new("flow", flow.to_owned()),
+    ]
+}
+
+/// `2xx` … `5xx` for a status, `error` for no answer.
+fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(100..=199) => "1xx",
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        Some(_) | None => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_renders_with_its_help_and_labels() {
+        let metrics = Metrics::new();
+        metrics.webhook_received(
+            "shop",
+            "orders",
+            WebhookOutcome::Rejected("payload_too_large"),
+        );
+        let text = metrics.render();
+        assert!(text.contains("# HELP switchboard_webhooks_received_total Inbound webhook"));
+        assert!(text.contains("# TYPE switchboard_webhooks_received_total counter"));
+        assert!(text.contains(r#"switchboard_webhooks_received_total{integration="shop",flow="orders",outcome="rejected",reason="payload_too_large"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn durations_are_histograms_and_running_counts_down_on_drop() {
+        let metrics = Arc::new(Metrics::new());
+        let running = metrics.execution_started("shop", "orders", "webhook");
+        metrics.step_finished(
+            "shop",
+            "orders",
+            "http",
+            "succeeded",
+            Duration::from_millis(30),
+        );
+        metrics.upkeep();
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"switchboard_executions_running{integration="shop",flow="orders"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"switchboard_step_duration_seconds_bucket{integration="shop",flow="orders",kind="http",outcome="succeeded",le="0.05"} 1"#), "{text}");
+        drop(running);
+        assert!(
+            metrics
+                .render()
+                .contains(r#"switchboard_executions_running{integration="shop",flow="orders"} 0"#)
+        );
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(Some(204)), "2xx");
+        assert_eq!(status_class(Some(503)), "5xx");
+        assert_eq!(status_class(None), "error");
+        assert_eq!(status_class(Some(999)), "error");
+    }
+}
