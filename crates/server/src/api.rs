@@ -1,49 +1,83 @@
-//! The management API under `/api/v1`, and the health routes.
+//! The management API under `/api/v1`, and the health routes. Every handler carries its
+//! OpenAPI description (`#[utoipa::path]`); [`crate::openapi`] gathers them.
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use switchboard_core::ExecutionId;
 use switchboard_project::{Integration, Trigger};
-use switchboard_store::{ExecutionFilter, ExecutionStatus};
+use switchboard_store::{
+    ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Page,
+};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// The default and the largest page size.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
 /// The API and health routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(ready))
-        .route("/api/v1/integrations", get(list_integrations))
-        .route("/api/v1/integrations/{name}", get(get_integration))
-        .route("/api/v1/executions", get(list_executions))
-        .route("/api/v1/executions/{id}", get(get_execution))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(list_integrations))
+        .routes(routes!(get_integration))
+        .routes(routes!(list_executions))
+        .routes(routes!(get_execution))
 }
 
+/// The answer of the health routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (alive), `ready`, or `unavailable`.
+    pub status: &'static str,
+    /// How many integrations are loaded (`/readyz` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrations: Option<usize>,
+    /// Why the process is not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is alive.", body = Health)))]
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok",
+        integrations: None,
+        reason: None,
+    })
+}
+
+/// Readiness: the store answers, so webhooks can be accepted.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready to accept work.", body = Health),
+    (status = 503, description = "The store does not answer.", body = Health),
+))]
 async fn ready(State(state): State<AppState>) -> Response {
     match state.engine.store().ping().await {
-        Ok(()) => axum::Json(
-            json!({"status": "ready", "integrations": state.engine.project().integrations.len()}),
-        )
+        Ok(()) => axum::Json(Health {
+            status: "ready",
+            integrations: Some(state.engine.project().integrations.len()),
+            reason: None,
+        })
         .into_response(),
         Err(error) => {
             tracing::warn!(%error, "Not ready: the store does not answer.");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status": "unavailable", "reason": "the store does not answer"})),
-            )
-                .into_response()
+            let health = Health {
+                status: "unavailable",
+                integrations: None,
+                reason: Some("the store does not answer"),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(health)).into_response()
         }
     }
 }
@@ -60,73 +94,167 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn integration_json(integration: &Integration, base: &str, with_config: bool) -> Value {
-    let flows: Vec<Value> = integration
-        .flows
-        .values()
-        .map(|flow| {
-            let trigger = match &flow.trigger {
-                Trigger::Webhook(webhook) => {
-                    let path = format!("/hooks/{}/{}", integration.name, flow.name);
-                    json!({
-                        "kind": "webhook",
-                        "methods": webhook.methods,
-                        "accept": webhook.accept.as_str(),
-                        "hook_path": path,
-                        "hook_url": format!("{base}{path}"),
-                    })
-                }
-            };
-            json!({
-                "name": flow.name,
-                "description": flow.description,
-                "trigger": trigger,
-                "steps": flow.steps.iter().map(|step| json!({"id": step.id, "kind": step.kind.name()})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let mut body = json!({
-        "name": integration.name,
-        "description": integration.description,
-        "file": integration.file.display().to_string(),
-        "flows": flows,
-    });
-    if with_config {
-        body["config"] = integration
-            .config
-            .iter()
-            .map(
-                |var| json!({"name": var.name, "value": var.value, "description": var.description}),
-            )
-            .collect();
-    }
-    body
+/// An integration as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntegrationView {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The file it was loaded from.
+    pub file: String,
+    /// Its flows, in name order.
+    pub flows: Vec<FlowView>,
+    /// Its config variables (on `GET /api/v1/integrations/{name}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Vec<ConfigView>>,
 }
 
-async fn list_integrations(State(state): State<AppState>, headers: HeaderMap) -> axum::Json<Value> {
+/// A flow as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowView {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// What starts it.
+    pub trigger: TriggerView,
+    /// Its steps, in order.
+    pub steps: Vec<StepView>,
+}
+
+/// What starts a flow.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TriggerView {
+    /// An HTTP request to the flow's hook.
+    Webhook {
+        /// The methods the hook takes.
+        methods: Vec<String>,
+        /// The body format it takes: `any`, `json`, `form` or `text`.
+        accept: &'static str,
+        /// The hook's path on this server.
+        hook_path: String,
+        /// The hook's full URL, from `--public-url` or the request's `Host`.
+        hook_url: String,
+    },
+}
+
+/// A step as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepView {
+    /// Its id.
+    pub id: String,
+    /// Its kind: `transform`, `http` or `log`.
+    pub kind: &'static str,
+}
+
+/// A config variable and its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigView {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: Value,
+    /// What it means.
+    pub description: Option<String>,
+}
+
+impl IntegrationView {
+    fn new(integration: &Integration, base: &str, with_config: bool) -> Self {
+        let flows = integration
+            .flows
+            .values()
+            .map(|flow| {
+                let trigger = match &flow.trigger {
+                    Trigger::Webhook(webhook) => {
+                        let hook_path = format!("/hooks/{}/{}", integration.name, flow.name);
+                        TriggerView::Webhook {
+                            methods: webhook.methods.clone(),
+                            accept: webhook.accept.as_str(),
+                            hook_url: format!("{base}{hook_path}"),
+                            hook_path,
+                        }
+                    }
+                };
+                let steps = flow
+                    .steps
+                    .iter()
+                    .map(|step| StepView {
+                        id: step.id.clone(),
+                        kind: step.kind.name(),
+                    })
+                    .collect();
+                FlowView {
+                    name: flow.name.clone(),
+                    description: flow.description.clone(),
+                    trigger,
+                    steps,
+                }
+            })
+            .collect();
+        let config = with_config.then(|| {
+            integration
+                .config
+                .iter()
+                .map(|var| ConfigView {
+                    name: var.name.clone(),
+                    value: var.value.clone(),
+                    description: var.description.clone(),
+                })
+                .collect()
+        });
+        Self {
+            name: integration.name.clone(),
+            description: integration.description.clone(),
+            file: integration.file.display().to_string(),
+            flows,
+            config,
+        }
+    }
+}
+
+/// Every integration of the running project, in name order.
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", responses(
+    (status = 200, description = "The integrations, on one page.", body = Page<IntegrationView>),
+))]
+async fn list_integrations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> axum::Json<Page<IntegrationView>> {
     let base = base_url(&state, &headers);
-    let items: Vec<Value> = state
+    let items = state
         .engine
         .project()
         .integrations
         .values()
-        .map(|integration| integration_json(integration, &base, false))
+        .map(|integration| IntegrationView::new(integration, &base, false))
         .collect();
-    axum::Json(json!({"items": items, "next_cursor": null}))
+    axum::Json(Page {
+        items,
+        next_cursor: None,
+    })
 }
 
+/// One integration, with its config.
+#[utoipa::path(get, path = "/api/v1/integrations/{name}", tag = "integrations",
+    params(("name" = String, Path, description = "The integration's name.")),
+    responses(
+        (status = 200, description = "The integration.", body = IntegrationView),
+        (status = 404, description = "No integration has that name.", body = ErrorBody),
+    ))]
 async fn get_integration(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<IntegrationView>, ApiError> {
     let integration = state
         .engine
         .project()
         .integrations
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no integration `{name}`")))?;
-    Ok(axum::Json(integration_json(
+    Ok(axum::Json(IntegrationView::new(
         integration,
         &base_url(&state, &headers),
         true,
@@ -200,10 +328,25 @@ impl ExecutionQuery {
     }
 }
 
+/// Executions, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/executions", tag = "executions",
+    params(
+        ("integration" = Option<String>, Query, description = "Only this integration's."),
+        ("flow" = Option<String>, Query, description = "Only this flow's."),
+        ("status" = Option<ExecutionStatus>, Query, description = "Only executions in this state."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size; 50 when not given."),
+        ("cursor" = Option<String>, Query, pattern = "^exe_[0-7][0-9A-HJKMNP-TV-Z]{25}$",
+            description = "The `next_cursor` of the page before."),
+    ),
+    responses(
+        (status = 200, description = "One page of executions.", body = Page<ExecutionSummary>),
+        (status = 400, description = "A query parameter is unknown or invalid; `error.path` names it.", body = ErrorBody),
+        (status = 503, description = "The store does not answer.", body = ErrorBody),
+    ))]
 async fn list_executions(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+) -> Result<axum::Json<Page<ExecutionSummary>>, ApiError> {
     let query = ExecutionQuery::parse(query.as_deref().unwrap_or(""))?;
     let page = state
         .engine
@@ -211,13 +354,21 @@ async fn list_executions(
         .executions(query.filter, query.limit, query.cursor)
         .await
         .map_err(|error| ApiError::store_unavailable(&error))?;
-    Ok(axum::Json(page).into_response())
+    Ok(axum::Json(page))
 }
 
+/// One execution with its trigger, input, step records and log.
+#[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, pattern = "^exe_[0-7][0-9A-HJKMNP-TV-Z]{25}$", description = "The execution's id.")),
+    responses(
+        (status = 200, description = "The execution.", body = ExecutionDetail),
+        (status = 404, description = "No execution has that id.", body = ErrorBody),
+        (status = 503, description = "The store does not answer.", body = ErrorBody),
+    ))]
 async fn get_execution(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<axum::Json<ExecutionDetail>, ApiError> {
     let not_found = || ApiError::not_found(format!("no execution `{id}`"));
     let parsed: ExecutionId = id.parse().map_err(|_| not_found())?;
     let execution = state
@@ -226,7 +377,5 @@ async fn get_execution(
         .execution(&parsed)
         .await
         .map_err(|error| ApiError::store_unavailable(&error))?;
-    execution
-        .map(|execution| axum::Json(execution).into_response())
-        .ok_or_else(not_found)
+    execution.map(axum::Json).ok_or_else(not_found)
 }

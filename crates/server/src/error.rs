@@ -4,7 +4,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An error answer.
 #[derive(Debug)]
@@ -55,6 +56,17 @@ impl ApiError {
         );
         error.allow = Some(allowed.join(", "));
         error
+    }
+
+    /// 405 `method_not_allowed` on a route that takes other methods (axum adds `Allow`).
+    pub fn wrong_method(method: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "this route does not take {method}; the Allow header names the methods it takes"
+            ),
+        )
     }
 
     /// 413 `payload_too_large`.
@@ -111,12 +123,38 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, in an error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `not_found`, `method_not_allowed`, `payload_too_large`,
+    /// `unsupported_media_type`, `invalid_json`, `invalid_body`, `invalid_query`,
+    /// `store_unavailable` or `internal`.
+    #[schema(example = "invalid_query")]
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Where in the input: a query parameter's name, or `body` and a path into it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "limit")]
+    pub path: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
-        if let Some(path) = self.path {
-            body["error"]["path"] = json!(path);
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                path: self.path,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(allow) = self
             .allow

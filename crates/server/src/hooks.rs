@@ -4,7 +4,6 @@
 //! parsed by the flow's `accept` and its content type; the execution is queued; and only
 //! once the store has committed it is the caller answered `202 {"execution_id": …}`.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -16,15 +15,43 @@ use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_project::{BodyFormat, Flow, Trigger};
 use switchboard_telemetry::metrics::WebhookOutcome;
 
-use crate::AppState;
-use crate::error::ApiError;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 
-/// The hook routes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/hooks/{integration}/{flow}", any(receive))
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+
+/// The hook routes. A hook takes whichever methods its flow allows, so it is routed for
+/// every method; the document describes POST, the usual one.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().route("/hooks/{integration}/{flow}", any(receive))
 }
 
-async fn receive(
+/// Starts an execution of a webhook flow with the request as its input.
+///
+/// The answer comes once the execution is committed to the store: a `202` means it is
+/// durable and will run.
+#[utoipa::path(post, path = "/hooks/{integration}/{flow}", tag = "hooks",
+    params(
+        ("integration" = String, Path, description = "The integration's name."),
+        ("flow" = String, Path, description = "The webhook flow's name."),
+    ),
+    request_body(description = "Anything; the flow's `accept` says which formats it takes.", content(
+        (serde_json::Value = "application/json"),
+        (Object = "application/x-www-form-urlencoded"),
+        (String = "text/plain"),
+    )),
+    responses(
+        (status = 202, description = "Accepted and durable.", body = Accepted),
+        (status = 400, description = "The body does not parse as the flow's format.", body = ErrorBody),
+        (status = 404, description = "No webhook flow has that name.", body = ErrorBody),
+        (status = 405, description = "The flow does not take this method; `Allow` names those it does.", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit.", body = ErrorBody),
+        (status = 415, description = "The flow does not take this content type.", body = ErrorBody),
+        (status = 503, description = "The store does not answer; nothing was accepted.", body = ErrorBody),
+    ))]
+pub(crate) async fn receive(
     State(state): State<AppState>,
     Path((integration, flow_name)): Path<(String, String)>,
     method: Method,
@@ -54,11 +81,8 @@ async fn receive(
         Ok(id) => {
             metrics.webhook_received(integration, flow_name, WebhookOutcome::Accepted);
             tracing::Span::current().record("execution_id", id.as_str());
-            Ok((
-                StatusCode::ACCEPTED,
-                axum::Json(json!({"execution_id": id})),
-            )
-                .into_response())
+            let accepted = Accepted { execution_id: id };
+            Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
         }
         Err(error) => {
             metrics.webhook_received(
@@ -69,6 +93,14 @@ async fn receive(
             Err(error)
         }
     }
+}
+
+/// The answer to an accepted webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The execution it started.
+    #[schema(value_type = String, example = "exe_01JD3Q1Y0R8Z3T6V9W2X5A7B4C")]
+    pub execution_id: ExecutionId,
 }
 
 /// Checks, reads and parses a request to a webhook flow, and queues its execution.

@@ -7,6 +7,7 @@
 //! - [`api`]: `/api/v1/...`, the management API, and `/healthz`, `/readyz`.
 //! - [`error`]: the one table of stable error codes every route answers with.
 //! - [`telemetry`]: `/metrics`, and the `request` span around every request.
+//! - `openapi`: `/openapi.json`, generated from the handlers, and the `/docs` page.
 //!
 //! On shutdown the listener stops accepting, in-flight requests finish, and the engine
 //! drains its running executions (see `switchboard_engine`).
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod error;
 pub mod hooks;
+mod openapi;
 pub mod telemetry;
 
 use std::future::Future;
@@ -28,6 +30,8 @@ use switchboard_store::{SqliteStore, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Everything [`run`] needs.
 #[derive(Debug, Clone)]
@@ -110,13 +114,20 @@ pub async fn run(
     served.map_err(ServerError::from)
 }
 
-/// Every route of the server.
+/// Every route of the server, and the OpenAPI document that describes them.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(hooks::routes())
         .merge(api::routes())
         .merge(telemetry::routes())
+        .split_for_parts();
+    let document = openapi::for_project(document, state.engine.project());
+    routes
+        .merge(openapi::reference(document))
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            error::ApiError::wrong_method(method.as_str())
+        })
         .layer(axum::middleware::from_fn(telemetry::trace_request))
         .with_state(state)
 }

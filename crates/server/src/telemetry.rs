@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use switchboard_core::Timestamp;
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
@@ -22,11 +22,15 @@ pub(crate) const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The `/metrics` route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
-/// Reads the queue from the store (it is the truth about what waits), then renders.
+/// Every metric in the Prometheus text format (version 0.0.4); the queue gauges are read
+/// from the store at each scrape, since the store is the truth about what waits.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", responses(
+    (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+))]
 async fn scrape(State(state): State<AppState>) -> Response {
     let metrics = state.engine.metrics();
     let now = Timestamp::now();

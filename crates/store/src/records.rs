@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_core::ids::LeaseToken;
 use switchboard_core::{ExecutionId, Timestamp};
+use utoipa::ToSchema;
 
 /// The state of an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     /// Waiting for a worker.
@@ -89,7 +90,7 @@ pub struct LeasedExecution {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// It produced its output.
@@ -109,7 +110,7 @@ impl StepStatus {
 }
 
 /// A failure, as recorded on a step or an execution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorRecord {
     /// A stable code, e.g. `http_status`, `expression_failed`.
     pub code: String,
@@ -121,7 +122,7 @@ pub struct ErrorRecord {
 }
 
 /// One step's run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StepRecord {
     /// The record's number within the execution.
     #[serde(skip)]
@@ -144,15 +145,17 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
     /// When it started.
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: Timestamp,
     /// When it ended.
+    #[schema(value_type = String, format = DateTime)]
     pub finished_at: Timestamp,
     /// How long it took, in milliseconds.
     pub duration_ms: i64,
 }
 
 /// How important a log line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     /// Ordinary information.
@@ -183,12 +186,13 @@ impl LogLevel {
 }
 
 /// One line of an execution's log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LogRecord {
     /// The line's number within the execution.
     #[serde(skip)]
     pub seq: u32,
     /// When it was written.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// How important it is.
     pub level: LogLevel,
@@ -242,9 +246,10 @@ pub struct Checkpoint {
 }
 
 /// One execution, as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ExecutionSummary {
     /// Its id.
+    #[schema(value_type = String, example = "exe_01JD3Q1Y0R8Z3T6V9W2X5A7B4C")]
     pub id: ExecutionId,
     /// The integration.
     pub integration: String,
@@ -255,10 +260,13 @@ pub struct ExecutionSummary {
     /// How many times it was leased.
     pub attempt: u32,
     /// When it was accepted.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// When a worker first took it.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     /// When it ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -266,7 +274,7 @@ pub struct ExecutionSummary {
 }
 
 /// One execution with everything recorded about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ExecutionDetail {
     /// The summary fields.
     #[serde(flatten)]
@@ -293,7 +301,7 @@ pub struct ExecutionFilter {
 }
 
 /// A page of a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,

@@ -8,5 +8,6 @@ mod api;
 mod cli;
 mod crash;
 mod hooks;
+mod openapi;
 mod support;
 mod telemetry;
