@@ -42,6 +42,23 @@ pub mod names {
     pub const STORE_COMMIT_BATCH: &str = "switchboard_store_commit_batch_writes";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
+
+    /// Every name above.
+    pub const ALL: &[&str] = &[
+        WEBHOOKS_RECEIVED,
+        EXECUTIONS_STARTED,
+        EXECUTIONS_FINISHED,
+        EXECUTION_DURATION,
+        EXECUTIONS_RUNNING,
+        STEP_DURATION,
+        QUEUE_DEPTH,
+        QUEUE_OLDEST_AGE,
+        OUTBOUND_HTTP_REQUESTS,
+        OUTBOUND_HTTP_DURATION,
+        STORE_COMMIT_DURATION,
+        STORE_COMMIT_BATCH,
+        BUILD_INFO,
+    ];
 }
 
 /// Bucket bounds for durations, in seconds: 5 ms to 5 minutes.

@@ -452,3 +452,43 @@ flows:
         assert!(!found, "{} holds the secret", path.display());
     }
 }
+
+#[test]
+fn the_documented_rules_pass_promtool_and_every_metric_is_documented() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let operations = std::fs::read_to_string(docs.join("operations.md")).unwrap();
+    for name in switchboard_telemetry::names::ALL {
+        assert!(
+            operations.contains(&format!("`{name}`")),
+            "docs/operations.md does not describe {name}"
+        );
+    }
+    let rules = std::fs::read_to_string(docs.join("prometheus-rules.yaml")).unwrap();
+    let used = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("switchboard_"));
+    for word in used {
+        let family = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| word.strip_suffix(suffix))
+            .unwrap_or(word);
+        assert!(
+            switchboard_telemetry::names::ALL.contains(&family),
+            "the rules use {word}, which is no metric"
+        );
+    }
+    let Some(promtool) = require_tool("promtool", "Debian package prometheus") else {
+        return;
+    };
+    let output = std::process::Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(docs.join("prometheus-rules.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
