@@ -12,9 +12,12 @@
 //! - A renewal task extends the leases of running executions every third of `lease_ttl`;
 //!   a sweep task queues again executions whose lease expired (a crashed holder).
 //! - It wakes on [`Engine::submit`] and otherwise polls every `poll_interval`.
+//! - Alert rules are evaluated every `alert_interval` ([`alerts`]); a change queues the
+//!   executions of the alert's notify flows.
 //! - On shutdown it stops leasing, lets running executions finish for `shutdown_grace`,
 //!   then stops the rest and gives their leases back so they resume on the next start.
 
+mod alerts;
 mod execution;
 mod steps;
 
@@ -50,6 +53,8 @@ pub struct EngineConfig {
     pub expression_limits: Limits,
     /// The most bytes of an `http` step's response body that are read.
     pub max_response_body: usize,
+    /// How often alert rules are evaluated.
+    pub alert_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +66,7 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(30),
             expression_limits: Limits::default(),
             max_response_body: 10 << 20,
+            alert_interval: Duration::from_secs(15),
         }
     }
 }
@@ -158,6 +164,11 @@ impl Engine {
             }
         }
         let maintenance = tokio::spawn(Arc::clone(&self).maintain(shutdown.clone()));
+        let alerting = tokio::spawn(alerts::watch(
+            Arc::clone(&self),
+            self.config.alert_interval,
+            shutdown.clone(),
+        ));
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut running = JoinSet::new();
         while let Some(first_slot) = tokio::select! {
@@ -204,6 +215,7 @@ impl Engine {
         }
         self.drain(running).await;
         maintenance.abort();
+        alerting.abort();
     }
 
     /// Remembers (or forgets) the lease of a running execution.

@@ -17,6 +17,6 @@ pub mod spec;
 
 pub use load::{Problem, Problems, load};
 pub use model::{
-    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger,
-    WebhookTrigger,
+    Alert, AlertCondition, BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project,
+    Step, StepKind, Trigger, WebhookTrigger, alert_webhook_flow,
 };

@@ -253,12 +253,14 @@ impl FileChecker<'_> {
                 flows.insert(flow_name, Arc::new(flow));
             }
         }
+        let alerts = self.alerts(&name, spec.alerts, &mut flows);
         let integration = Integration {
             name,
             description: spec.description,
             file: self.file.to_owned(),
             config,
             flows,
+            alerts,
         };
         Some((integration, spec.name.referenced))
     }
@@ -307,9 +309,23 @@ impl FileChecker<'_> {
 
     fn trigger(&mut self, spec: Spanned<TriggerSpec>) -> Option<Trigger> {
         let at = spec.referenced;
-        let Some(webhook) = spec.value.webhook else {
-            self.report(&at, "the trigger names no kind: write `webhook: {}`");
-            return None;
+        let webhook = match (spec.value.webhook, spec.value.alert) {
+            (Some(webhook), None) => webhook,
+            (None, Some(_)) => return Some(Trigger::Alert),
+            (None, None) => {
+                self.report(
+                    &at,
+                    "the trigger names no kind: write `webhook: {}` or `alert: {}`",
+                );
+                return None;
+            }
+            (Some(_), Some(_)) => {
+                self.report(
+                    &at,
+                    "a trigger has one kind: `webhook` or `alert`, not both",
+                );
+                return None;
+            }
         };
         let mut methods = Vec::new();
         for method in webhook.methods.unwrap_or_default() {
@@ -635,5 +651,6 @@ fn is_step_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+mod alerts;
 #[cfg(test)]
 mod tests;

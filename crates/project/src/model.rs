@@ -34,6 +34,8 @@ pub struct Integration {
     pub config: Vec<ConfigVar>,
     /// Its flows, by name.
     pub flows: BTreeMap<String, Arc<Flow>>,
+    /// Its alert rules, in name order.
+    pub alerts: Vec<Arc<Alert>>,
 }
 
 impl Integration {
@@ -79,6 +81,8 @@ pub struct Flow {
 pub enum Trigger {
     /// An HTTP request to `/hooks/<integration>/<flow>`.
     Webhook(WebhookTrigger),
+    /// An alert of the integration fired or resolved; the input is the notification.
+    Alert,
 }
 
 impl Trigger {
@@ -86,6 +90,7 @@ impl Trigger {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Webhook(_) => "webhook",
+            Self::Alert => "alert",
         }
     }
 }
@@ -189,4 +194,74 @@ pub enum HttpBody {
     Json(Expr),
     /// A text template.
     Text(Template),
+}
+
+/// An alert rule, compiled.
+#[derive(Debug)]
+pub struct Alert {
+    /// Its name, unique in the integration.
+    pub name: String,
+    /// The integration it watches.
+    pub integration: String,
+    /// What it means.
+    pub description: Option<String>,
+    /// The flow it watches; `None`: every flow of the integration.
+    pub flow: Option<String>,
+    /// When it fires.
+    pub condition: AlertCondition,
+    /// The `alert` flows started with each notification, one made for each webhook
+    /// target included.
+    pub notify: Vec<String>,
+}
+
+/// When an alert fires. It resolves when the condition stops holding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertCondition {
+    /// At least `count` executions failed within `within`.
+    Failures {
+        /// How many.
+        count: u64,
+        /// The window.
+        within: Duration,
+    },
+    /// More than `above` of the executions that ended within `within` failed, once at
+    /// least `min_executions` ended.
+    ErrorRate {
+        /// The share, from 0 to 1.
+        above: f64,
+        /// The window.
+        within: Duration,
+        /// The fewest ended executions that can fire it.
+        min_executions: u64,
+    },
+    /// The 95th percentile of execution time within `within` is over `above`.
+    P95Duration {
+        /// The limit.
+        above: Duration,
+        /// The window.
+        within: Duration,
+    },
+    /// The oldest waiting execution has waited more than `above`.
+    QueueAge {
+        /// The limit.
+        above: Duration,
+    },
+}
+
+impl AlertCondition {
+    /// The condition's name, as written in YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Failures { .. } => "failures",
+            Self::ErrorRate { .. } => "error_rate",
+            Self::P95Duration { .. } => "p95_duration",
+            Self::QueueAge { .. } => "queue_age",
+        }
+    }
+}
+
+/// The name of the flow made for an alert's webhook target number `index`. The dots keep
+/// it apart from every flow a file can name.
+pub fn alert_webhook_flow(alert: &str, index: usize) -> String {
+    format!("alert.{alert}.webhook.{index}")
 }

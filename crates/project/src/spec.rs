@@ -24,6 +24,9 @@ pub struct IntegrationSpec {
     /// The flows, by name.
     #[serde(default)]
     pub flows: BTreeMap<String, Spanned<FlowSpec>>,
+    /// Alert rules, by name.
+    #[serde(default)]
+    pub alerts: BTreeMap<String, Spanned<AlertSpec>>,
 }
 
 /// One `config` variable.
@@ -60,7 +63,15 @@ pub struct TriggerSpec {
     /// An HTTP request to `/hooks/<integration>/<flow>`.
     #[serde(default)]
     pub webhook: Option<WebhookSpec>,
+    /// An alert of the integration that fires or resolves and names this flow in `notify`.
+    #[serde(default)]
+    pub alert: Option<AlertTriggerSpec>,
 }
+
+/// The `alert` trigger; it takes no settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertTriggerSpec {}
 
 /// The `webhook` trigger.
 #[derive(Debug, Default, Deserialize)]
@@ -122,4 +133,95 @@ pub struct HttpSpec {
     /// Non-2xx statuses that do not fail the step, e.g. `[404]`.
     #[serde(default)]
     pub accept: Vec<u16>,
+}
+
+/// One alert rule: a condition watched over the integration's executions, and whom to
+/// tell when it starts and stops holding.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSpec {
+    /// What the alert means, for a person.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The flow watched; every flow of the integration when not given.
+    #[serde(default)]
+    pub flow: Option<Spanned<String>>,
+    /// The condition; exactly one field is set.
+    pub when: Spanned<ConditionSpec>,
+    /// Where notifications go: webhooks and `alert` flows.
+    pub notify: Spanned<Vec<Spanned<NotifySpec>>>,
+}
+
+/// An alert's condition. Exactly one field is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    /// At least `count` executions failed within the window.
+    #[serde(default)]
+    pub failures: Option<FailuresSpec>,
+    /// More than `above` (0 to 1) of the executions that ended within the window failed.
+    #[serde(default)]
+    pub error_rate: Option<ErrorRateSpec>,
+    /// The 95th percentile of execution time (acceptance to end) within the window is over `above`.
+    #[serde(default)]
+    pub p95_duration: Option<DurationOverSpec>,
+    /// The oldest execution waiting for a worker has waited more than `above`.
+    #[serde(default)]
+    pub queue_age: Option<QueueAgeSpec>,
+}
+
+/// The `failures` condition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailuresSpec {
+    /// How many failures fire the alert.
+    pub count: Spanned<u64>,
+    /// The window looked back over.
+    pub within: HumanDuration,
+}
+
+/// The `error_rate` condition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRateSpec {
+    /// The share of failed executions above which the alert fires, from 0 to 1.
+    pub above: Spanned<f64>,
+    /// The window looked back over.
+    pub within: HumanDuration,
+    /// Fewer ended executions than this in the window never fire (default 10).
+    #[serde(default)]
+    pub min_executions: Option<u64>,
+}
+
+/// The `p95_duration` condition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationOverSpec {
+    /// The duration above which the alert fires.
+    pub above: HumanDuration,
+    /// The window looked back over.
+    pub within: HumanDuration,
+}
+
+/// The `queue_age` condition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueAgeSpec {
+    /// The wait above which the alert fires.
+    pub above: HumanDuration,
+}
+
+/// One notification target. Exactly one of `webhook` and `flow` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// A URL (a `${{ }}` template) the alert is POSTed to as JSON.
+    #[serde(default)]
+    pub webhook: Option<Spanned<String>>,
+    /// Headers of the webhook request; values are templates (`${{ $secrets.TOKEN }}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// A flow of the integration with an `alert` trigger, started with the alert as input.
+    #[serde(default)]
+    pub flow: Option<Spanned<String>>,
 }

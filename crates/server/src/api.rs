@@ -9,7 +9,7 @@ use serde_json::Value;
 use switchboard_core::ExecutionId;
 use switchboard_project::{Integration, Trigger};
 use switchboard_store::{
-    ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Page,
+    AlertState, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Page,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_integration))
         .routes(routes!(list_executions))
         .routes(routes!(get_execution))
+        .routes(routes!(list_alerts))
 }
 
 /// The answer of the health routes.
@@ -138,6 +139,8 @@ pub enum TriggerView {
         /// The hook's full URL, from `--public-url` or the request's `Host`.
         hook_url: String,
     },
+    /// An alert of the integration that names the flow in `notify`.
+    Alert,
 }
 
 /// A step as the API shows it.
@@ -176,6 +179,7 @@ impl IntegrationView {
                             hook_path,
                         }
                     }
+                    Trigger::Alert => TriggerView::Alert,
                 };
                 let steps = flow
                     .steps
@@ -378,4 +382,67 @@ async fn get_execution(
         .await
         .map_err(|error| ApiError::store_unavailable(&error))?;
     execution.map(axum::Json).ok_or_else(not_found)
+}
+
+/// An alert rule and its state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertView {
+    /// The integration it belongs to.
+    pub integration: String,
+    /// Its name.
+    pub name: String,
+    /// What it means.
+    pub description: Option<String>,
+    /// The flow it watches; `null`: every flow of the integration.
+    pub flow: Option<String>,
+    /// Its condition: `failures`, `error_rate`, `p95_duration` or `queue_age`.
+    pub condition: &'static str,
+    /// The flows each notification starts.
+    pub notify: Vec<String>,
+    /// The state last recorded; `null` before the alert first fired.
+    pub state: Option<AlertState>,
+}
+
+/// Every alert rule of the project, with its state.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", responses(
+    (status = 200, description = "The alerts, on one page.", body = Page<AlertView>),
+    (status = 503, description = "The store does not answer.", body = ErrorBody),
+))]
+async fn list_alerts(
+    State(state): State<AppState>,
+) -> Result<axum::Json<Page<AlertView>>, ApiError> {
+    let mut states = state
+        .engine
+        .store()
+        .alert_states()
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?;
+    let items = state
+        .engine
+        .project()
+        .integrations
+        .values()
+        .flat_map(|integration| &integration.alerts)
+        .map(|alert| {
+            let recorded = states
+                .iter()
+                .position(|state| {
+                    state.integration == alert.integration && state.alert == alert.name
+                })
+                .map(|index| states.swap_remove(index));
+            AlertView {
+                integration: alert.integration.clone(),
+                name: alert.name.clone(),
+                description: alert.description.clone(),
+                flow: alert.flow.clone(),
+                condition: alert.condition.kind(),
+                notify: alert.notify.clone(),
+                state: recorded,
+            }
+        })
+        .collect();
+    Ok(axum::Json(Page {
+        items,
+        next_cursor: None,
+    }))
 }

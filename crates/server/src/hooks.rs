@@ -113,7 +113,12 @@ async fn accept(
     body: Body,
 ) -> Result<ExecutionId, ApiError> {
     let received_at = Timestamp::now();
-    let Trigger::Webhook(webhook) = &flow.trigger;
+    let Trigger::Webhook(webhook) = &flow.trigger else {
+        return Err(ApiError::not_found(format!(
+            "`{}` of `{}` is not a webhook flow",
+            flow.name, flow.integration
+        )));
+    };
     if !webhook
         .methods
         .iter()

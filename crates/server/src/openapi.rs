@@ -33,6 +33,7 @@ const HOOK_PATH: &str = "/hooks/{integration}/{flow}";
         (name = "hooks", description = "Inbound webhooks that start flows."),
         (name = "executions", description = "What ran, step by step."),
         (name = "integrations", description = "The running project."),
+        (name = "alerts", description = "Alert rules and whether they fire."),
         (name = "health", description = "Liveness and readiness."),
         (name = "metrics", description = "Prometheus metrics."),
     )
@@ -59,7 +60,9 @@ pub(crate) fn for_project(
     };
     for integration in project.integrations.values() {
         for flow in integration.flows.values() {
-            let Trigger::Webhook(webhook) = &flow.trigger;
+            let Trigger::Webhook(webhook) = &flow.trigger else {
+                continue;
+            };
             let mut item = PathItem::default();
             for method in &webhook.methods {
                 let mut operation = template.clone();

@@ -28,9 +28,9 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 pub use error::StoreError;
 pub use records::{
-    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
-    Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Page, QueuedFlow, StepRecord,
-    StepStatus,
+    AlertChange, AlertState, Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter,
+    ExecutionStatus, ExecutionSummary, Finish, LeasedExecution, LogLevel, LogRecord, NewExecution,
+    Page, QueuedFlow, StepRecord, StepStatus, WindowStats,
 };
 pub use sqlite::SqliteStore;
 
@@ -83,6 +83,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// The executions runnable at `now` that no worker has taken yet, per flow.
     async fn queue(&self, now: Timestamp) -> Result<Vec<QueuedFlow>, StoreError>;
+
+    /// What ended within `flows` of `integration` since `since`.
+    async fn window_stats(
+        &self,
+        integration: &str,
+        flows: &[String],
+        since: Timestamp,
+    ) -> Result<WindowStats, StoreError>;
+
+    /// Every alert state recorded.
+    async fn alert_states(&self) -> Result<Vec<AlertState>, StoreError>;
+
+    /// Records an alert's new state and queues its notifications, in one transaction.
+    /// Returns `false`, writing and queuing nothing, when the alert already is in that
+    /// state (or, never recorded, is not firing).
+    async fn change_alert(&self, change: AlertChange) -> Result<bool, StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -321,3 +321,39 @@ pub struct QueuedFlow {
     /// Since when the oldest of them has been runnable.
     pub oldest_runnable_since: Timestamp,
 }
+
+/// What ended within a window, for alert conditions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Executions that ended (succeeded or failed).
+    pub finished: u64,
+    /// Of those, the failed ones.
+    pub failed: u64,
+    /// The 95th percentile of their time from acceptance to end, in milliseconds.
+    pub p95_ms: Option<i64>,
+}
+
+/// An alert's state as last recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AlertState {
+    /// The integration.
+    pub integration: String,
+    /// The alert's name.
+    pub alert: String,
+    /// Whether it is firing.
+    pub firing: bool,
+    /// Since when it has been in this state.
+    #[schema(value_type = String, format = DateTime)]
+    pub since: Timestamp,
+    /// What was observed at the change, for a person.
+    pub summary: String,
+}
+
+/// A change of an alert's state, with the executions that notify of it.
+#[derive(Debug, Clone)]
+pub struct AlertChange {
+    /// The new state.
+    pub state: AlertState,
+    /// Executions of the alert's notify flows, queued with the change.
+    pub notifications: Vec<NewExecution>,
+}

@@ -91,6 +91,9 @@ struct ServeArgs {
     /// How long one jq expression may run before it is stopped.
     #[arg(long, env = "SWITCHBOARD_EXPRESSION_TIMEOUT", default_value = "1s")]
     expression_timeout: HumanDuration,
+    /// How often alert rules are evaluated.
+    #[arg(long, env = "SWITCHBOARD_ALERT_INTERVAL", default_value = "15s")]
+    alert_interval: HumanDuration,
     /// The base URL hooks are reachable at from outside, for hook URLs in the API.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     public_url: Option<String>,
@@ -201,6 +204,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 timeout: args.expression_timeout.into(),
                 ..Limits::default()
             },
+            alert_interval: args.alert_interval.into(),
             ..EngineConfig::default()
         },
         max_body: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),

@@ -40,6 +40,8 @@ pub mod names {
     pub const STORE_COMMIT_DURATION: &str = "switchboard_store_commit_duration_seconds";
     /// Writes that one group commit of the store carried.
     pub const STORE_COMMIT_BATCH: &str = "switchboard_store_commit_batch_writes";
+    /// 1 while an alert fires, 0 otherwise, by `integration` and `alert`.
+    pub const ALERTS_FIRING: &str = "switchboard_alerts_firing";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
 
@@ -57,6 +59,7 @@ pub mod names {
         OUTBOUND_HTTP_DURATION,
         STORE_COMMIT_DURATION,
         STORE_COMMIT_BATCH,
+        ALERTS_FIRING,
         BUILD_INFO,
     ];
 }
@@ -304,6 +307,16 @@ impl Metrics {
             .set(depth as f64);
         self.gauge(names::QUEUE_OLDEST_AGE, flow_labels(integration, flow))
             .set(oldest_age.as_secs_f64());
+    }
+
+    /// An alert of `integration` was evaluated as firing or not.
+    pub fn alert_evaluated(&self, integration: &str, alert: &str, firing: bool) {
+        let labels = vec![
+            Label::new("integration", integration.to_owned()),
+            Label::new("alert", alert.to_owned()),
+        ];
+        self.gauge(names::ALERTS_FIRING, labels)
+            .set(if firing { 1.0 } else { 0.0 });
     }
 
     fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {

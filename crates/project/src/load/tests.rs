@@ -1,4 +1,5 @@
 use super::*;
+use crate::AlertCondition;
 
 /// Writes `source` as `shop.yaml` in a new folder and loads it.
 fn load_source(source: &str) -> Result<Project, Vec<String>> {
@@ -174,4 +175,86 @@ fn block_scalars_map_positions_to_their_lines() {
     let problems = load_source(source).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("9:"), "{problems:?}");
+}
+
+const ALERTS: &str = r#"name: shop
+flows:
+  orders:
+    trigger: { webhook: {} }
+    steps:
+      - id: echo
+        transform: .
+  page:
+    trigger: { alert: {} }
+    steps:
+      - id: note
+        log: "${{ .summary }}"
+alerts:
+  failing:
+    flow: orders
+    when: { failures: { count: 3, within: 10m } }
+    notify:
+      - webhook: "https://alerts.example/hook"
+        headers: { Authorization: "Bearer ${{ $secrets.ALERT_TOKEN }}" }
+      - flow: page
+  slow:
+    when: { p95_duration: { above: 30s, within: 5m } }
+    notify: [{ flow: page }]
+"#;
+
+#[test]
+fn alerts_compile_with_a_flow_for_each_webhook_target() {
+    let project = load_source(ALERTS).unwrap();
+    let shop = &project.integrations["shop"];
+    let names: Vec<_> = shop
+        .alerts
+        .iter()
+        .map(|alert| alert.name.as_str())
+        .collect();
+    assert_eq!(names, ["failing", "slow"]);
+    let failing = &shop.alerts[0];
+    assert_eq!(
+        failing.condition,
+        AlertCondition::Failures {
+            count: 3,
+            within: Duration::from_secs(600)
+        }
+    );
+    assert_eq!(failing.notify, ["alert.failing.webhook.0", "page"]);
+    let made = &shop.flows["alert.failing.webhook.0"];
+    assert!(matches!(made.trigger, Trigger::Alert));
+    let StepKind::Http(post) = &made.steps[0].kind else {
+        panic!("not an http step")
+    };
+    assert_eq!(post.method, "POST");
+    assert_eq!(shop.alerts[1].flow, None);
+}
+
+#[test]
+fn alert_mistakes_are_located() {
+    let source = ALERTS
+        .replace("flow: orders\n", "flow: oders\n")
+        .replace(
+            "{ failures: { count: 3, within: 10m } }",
+            "{ failures: { count: 3, within: 10m }, queue_age: { above: 1m } }",
+        )
+        .replace("notify: [{ flow: page }]", "notify: [{ flow: orders }]");
+    let problems = load_source(&source).unwrap_err();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("15:11: the alert watches `oders`"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0].ends_with("did you mean `orders`?"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].starts_with("16:11: `when` takes exactly one condition"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[2].contains("the flow `orders` is not started by alerts"),
+        "{problems:#?}"
+    );
 }

@@ -1,5 +1,6 @@
 //! The embedded store: SQLite in WAL mode in a data folder.
 
+mod alerts;
 mod writer;
 
 use std::fs::File;
@@ -13,6 +14,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_telemetry::Metrics;
 
+use crate::records::{AlertChange, AlertState, WindowStats};
 use crate::records::{
     Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
     LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord, StepStatus,
@@ -21,7 +23,10 @@ use crate::{Store, StoreError};
 use writer::Writer;
 
 /// The schema, one entry per version; a version once released is never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("schema_2.sql")),
+];
 
 /// The database file inside the data folder.
 const DATABASE_FILE: &str = "switchboard.db";
@@ -255,6 +260,24 @@ fn next_seq(connection: &Connection, table: &str, id: &str) -> Result<u32, Store
     ))
 }
 
+/// Queues a new execution, runnable at once.
+fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            new.id.as_str(),
+            new.integration,
+            new.flow,
+            json_text(&new.trigger),
+            json_text(&new.input),
+            new.created_at.millis()
+        ])?;
+    Ok(())
+}
+
 fn lease_batch(
     connection: &Connection,
     node: &NodeId,
@@ -377,19 +400,7 @@ impl Store for SqliteStore {
     async fn enqueue(&self, new: NewExecution) -> Result<ExecutionId, StoreError> {
         self.writer
             .write(move |connection| {
-                connection
-                    .prepare_cached(
-                        "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at)
-                         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6)",
-                    )?
-                    .execute(params![
-                        new.id.as_str(),
-                        new.integration,
-                        new.flow,
-                        json_text(&new.trigger),
-                        json_text(&new.input),
-                        new.created_at.millis()
-                    ])?;
+                insert_execution(connection, &new)?;
                 Ok(new.id)
             })
             .await
@@ -565,6 +576,29 @@ impl Store for SqliteStore {
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
+            .await
+    }
+
+    async fn window_stats(
+        &self,
+        integration: &str,
+        flows: &[String],
+        since: Timestamp,
+    ) -> Result<WindowStats, StoreError> {
+        let integration = integration.to_owned();
+        let flows = flows.to_vec();
+        self.readers
+            .read(move |connection| alerts::window_stats(connection, &integration, &flows, since))
+            .await
+    }
+
+    async fn alert_states(&self) -> Result<Vec<AlertState>, StoreError> {
+        self.readers.read(alerts::alert_states).await
+    }
+
+    async fn change_alert(&self, change: AlertChange) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |connection| alerts::change_alert(connection, &change))
             .await
     }
 

@@ -236,3 +236,103 @@ async fn the_queue_counts_runnable_executions_per_flow_and_commits_are_measured(
         .unwrap();
     assert!(commits.parse::<u64>().unwrap() >= 4, "{text}");
 }
+
+/// Runs every queued execution to `status` and returns how many ran.
+async fn finish_all(store: &SqliteStore, status: ExecutionStatus) -> usize {
+    let leased = store.lease(&NodeId::generate(), 100, soon()).await.unwrap();
+    for execution in &leased {
+        let checkpoint = Checkpoint {
+            execution: execution.id.clone(),
+            lease: execution.lease.clone(),
+            steps: vec![],
+            logs: vec![],
+            finish: Some(Finish {
+                status,
+                error: None,
+            }),
+        };
+        store.checkpoint(checkpoint).await.unwrap();
+    }
+    leased.len()
+}
+
+#[tokio::test]
+async fn window_stats_count_ended_executions_of_the_named_flows() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let since = Timestamp::now();
+    for _ in 0..3 {
+        store.enqueue(new_execution("a")).await.unwrap();
+    }
+    store.enqueue(new_execution("b")).await.unwrap();
+    assert_eq!(finish_all(&store, ExecutionStatus::Failed).await, 4);
+    store.enqueue(new_execution("a")).await.unwrap();
+    assert_eq!(finish_all(&store, ExecutionStatus::Succeeded).await, 1);
+    store.enqueue(new_execution("a")).await.unwrap();
+
+    let a = store
+        .window_stats("shop", &["a".into()], since)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.finished, a.failed),
+        (4, 3),
+        "the queued one has not ended"
+    );
+    assert!(a.p95_ms.unwrap() >= 0);
+    let both = store
+        .window_stats("shop", &["a".into(), "b".into()], since)
+        .await
+        .unwrap();
+    assert_eq!((both.finished, both.failed), (5, 4));
+    let later = Timestamp::now().after(std::time::Duration::from_secs(1));
+    let none = store
+        .window_stats("shop", &["a".into()], later)
+        .await
+        .unwrap();
+    assert_eq!(none, WindowStats::default());
+    assert_eq!(
+        store.window_stats("shop", &[], since).await.unwrap(),
+        WindowStats::default()
+    );
+}
+
+#[tokio::test]
+async fn an_alert_change_is_recorded_once_with_its_notifications() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let change = |firing: bool| AlertChange {
+        state: AlertState {
+            integration: String::from("shop"),
+            alert: String::from("failing"),
+            firing,
+            since: Timestamp::now(),
+            summary: String::from("3 failed"),
+        },
+        notifications: vec![new_execution("alert.failing.webhook.0")],
+    };
+    assert!(
+        !store.change_alert(change(false)).await.unwrap(),
+        "never fired: nothing to resolve"
+    );
+    assert!(store.change_alert(change(true)).await.unwrap());
+    assert!(
+        !store.change_alert(change(true)).await.unwrap(),
+        "no repeat while firing"
+    );
+    let queued = store.lease(&NodeId::generate(), 10, soon()).await.unwrap();
+    assert_eq!(queued.len(), 1, "one notification for one firing");
+    let states = store.alert_states().await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert!(states[0].firing);
+    assert!(store.change_alert(change(false)).await.unwrap(), "resolves");
+    assert!(!store.alert_states().await.unwrap()[0].firing);
+    assert_eq!(
+        store
+            .lease(&NodeId::generate(), 10, soon())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

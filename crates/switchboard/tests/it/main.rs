@@ -4,6 +4,7 @@
 // A failed unwrap in the harness is a failed test, which is what it should be.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerts;
 mod api;
 mod cli;
 mod crash;

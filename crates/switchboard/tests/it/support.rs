@@ -45,6 +45,7 @@ impl TestServer {
             engine: EngineConfig {
                 workers: 4,
                 poll_interval: Duration::from_millis(200),
+                alert_interval: Duration::from_millis(100),
                 shutdown_grace: Duration::from_secs(5),
                 expression_limits: Limits {
                     timeout: Duration::from_millis(300),
