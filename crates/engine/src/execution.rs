@@ -10,7 +10,7 @@ use switchboard_store::{
     Checkpoint, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord,
     StepRecord, StepStatus, StoreError,
 };
-use switchboard_telemetry::TraceContext;
+use switchboard_telemetry::{TraceContext, otel};
 use tracing::Instrument;
 
 use crate::Engine;
@@ -23,15 +23,19 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
         .flow(&leased.integration, &leased.flow)
         .cloned();
     let trigger = flow.as_ref().map_or("unknown", |flow| flow.trigger.kind());
-    let trace = trace_context(&leased);
+    let inbound = inbound_trace(&leased);
     let span = tracing::info_span!(
         "execution",
         execution_id = %leased.id,
         integration = %leased.integration,
         flow = %leased.flow,
         attempt = leased.attempt,
-        trace_id = %trace.trace_id(),
+        trace_id = tracing::field::Empty,
     );
+    let trace = otel::attach(&span, inbound.as_ref())
+        .or(inbound)
+        .unwrap_or_else(|| TraceContext::root(leased.id.to_bytes()));
+    span.record("trace_id", trace.trace_id());
     async {
         let _running = engine.metrics.execution_started(&leased.integration, &leased.flow, trigger);
         let mut run = ExecutionRun::new(engine, &leased, trace);
@@ -70,13 +74,15 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
     .await;
 }
 
-/// The trace an execution continues: the one its webhook carried in `traceparent`, or a
-/// new one whose id is the execution id's 128 bits, so the two can be found from each other.
-fn trace_context(leased: &LeasedExecution) -> TraceContext {
+/// The trace the execution's webhook carried in `traceparent`, if any.
+///
+/// An execution continues it. Without one, it starts a trace: the exporter's when spans
+/// are exported, else one whose id is the execution id's 128 bits, so the two can be
+/// found from each other.
+fn inbound_trace(leased: &LeasedExecution) -> Option<TraceContext> {
     leased.trigger["headers"][TraceContext::HEADER]
         .as_str()
         .and_then(TraceContext::parse)
-        .unwrap_or_else(|| TraceContext::root(leased.id.to_bytes()))
 }
 
 /// Why a run stopped before its end.

@@ -34,6 +34,10 @@ struct Cli {
         env = "SWITCHBOARD_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// Export traces over OTLP/HTTP to this base URL (e.g. `http://127.0.0.1:4318`);
+    /// needs a build with `--features otel`.
+    #[arg(long, global = true, env = "SWITCHBOARD_OTEL_ENDPOINT")]
+    otel_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,7 +119,13 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let traces = match init_logging(cli.log_format, cli.otel_endpoint.as_deref()) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(8 << 20)
@@ -134,6 +144,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run_flow(args).await,
         }
     });
+    traces.finish();
     match outcome {
         Ok(code) => code,
         Err(error) => {
@@ -143,15 +154,58 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// The trace exporter, when one runs.
+struct TraceExport {
+    #[cfg(feature = "otel")]
+    exporter: Option<switchboard_telemetry::otel::Exporter>,
+}
+
+impl TraceExport {
+    /// Sends the spans not yet sent.
+    fn finish(self) {
+        #[cfg(feature = "otel")]
+        if let Some(exporter) = self.exporter {
+            exporter.shutdown();
+        }
+    }
+}
+
+/// Logs to stderr as text or JSON, filtered by `RUST_LOG` (default `info`), and exports
+/// the spans when `otel_endpoint` is given.
+fn init_logging(format: LogFormat, otel_endpoint: Option<&str>) -> anyhow::Result<TraceExport> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let text = matches!(format, LogFormat::Text)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = matches!(format, LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let logs = tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json);
+    #[cfg(feature = "otel")]
+    {
+        let exporter = otel_endpoint
+            .map(switchboard_telemetry::otel::Exporter::start)
+            .transpose()?;
+        logs.with(exporter.as_ref().map(|exporter| exporter.layer()))
+            .init();
+        Ok(TraceExport { exporter })
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        if let Some(endpoint) = otel_endpoint {
+            anyhow::bail!(
+                "--otel-endpoint {endpoint}: this build cannot export traces; build it with `cargo build --features otel`"
+            );
+        }
+        logs.init();
+        Ok(TraceExport {})
     }
 }
 

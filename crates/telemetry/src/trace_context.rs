@@ -52,6 +52,30 @@ impl TraceContext {
         }
     }
 
+    /// A context from its parts, as an OpenTelemetry span gives them.
+    pub fn from_parts(trace_id: [u8; 16], parent_id: [u8; 8], flags: u8) -> Self {
+        Self {
+            trace_id,
+            parent_id,
+            flags,
+        }
+    }
+
+    /// The trace id's bytes.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The parent span id's bytes.
+    pub fn parent_id_bytes(&self) -> [u8; 8] {
+        self.parent_id
+    }
+
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
     /// The same trace with a new span of ours as the parent, for one outbound request.
     pub fn child(&self) -> Self {
         Self {

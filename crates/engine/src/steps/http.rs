@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 use switchboard_project::{HttpBody, HttpStep};
-use switchboard_telemetry::TraceContext;
+use switchboard_telemetry::{TraceContext, otel};
 
 use super::{StepContext, StepError, StepOutcome};
 
@@ -100,10 +100,9 @@ impl Request {
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case(TraceContext::HEADER));
         if !has_trace {
-            headers.push((
-                TraceContext::HEADER.to_owned(),
-                context.trace.child().to_string(),
-            ));
+            // The step's exported span is the parent when spans are exported.
+            let parent = otel::current().unwrap_or_else(|| context.trace.child());
+            headers.push((TraceContext::HEADER.to_owned(), parent.to_string()));
         }
         let body = match &step.body {
             HttpBody::None => None,

@@ -10,5 +10,7 @@ mod cli;
 mod crash;
 mod hooks;
 mod openapi;
+#[cfg(feature = "otel")]
+mod otel;
 mod support;
 mod telemetry;

@@ -149,6 +149,7 @@ pub struct Captured {
     pub path: String,
     pub headers: axum::http::HeaderMap,
     pub body: Value,
+    pub raw: Vec<u8>,
 }
 
 /// A real HTTP server that records what it receives and answers with a set status,
@@ -174,12 +175,14 @@ impl Receiver {
             headers: axum::http::HeaderMap,
             body: axum::body::Bytes,
         ) -> (axum::http::StatusCode, axum::Json<Value>) {
+            let raw = body.to_vec();
             let body = serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
             captured.lock().unwrap().push(Captured {
                 path: uri.path().to_owned(),
                 headers,
                 body,
+                raw,
             });
             let delay = *delay.lock().unwrap();
             tokio::time::sleep(delay).await;

@@ -407,6 +407,11 @@ flows:
 
     let received = receiver.requests();
     assert_eq!(received.len(), 1);
+    let sent = String::from_utf8_lossy(&received[0].raw);
+    assert!(
+        sent.contains(SECRET),
+        "the partner got the secret in the body: {sent}"
+    );
     assert_eq!(
         received[0].headers["authorization"],
         format!("Bearer {SECRET}"),
