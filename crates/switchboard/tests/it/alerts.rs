@@ -38,13 +38,8 @@ alerts:
 }
 
 async fn fail_an_order(server: &TestServer, id: u32) {
-    let (status, body) = server
-        .post_hook("/hooks/shop/orders", &json!({"id": id, "fail": true}))
-        .await;
-    assert_eq!(status, 202);
-    let execution = server
-        .finished_execution(body["execution_id"].as_str().unwrap())
-        .await;
+    let order = json!({"id": id, "fail": true});
+    let execution = server.run_hook("/hooks/shop/orders", &order).await;
     assert_eq!(execution["status"], "failed");
 }
 
@@ -125,15 +120,7 @@ async fn an_alert_fires_once_and_resolves_once() {
     );
     let (_, alerts) = server.get_json("/api/v1/alerts").await;
     assert_eq!(alerts["items"][0]["state"]["firing"], true);
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     assert!(
         metrics
             .contains(r#"switchboard_alerts_firing{integration="shop",alert="orders-failing"} 1"#),

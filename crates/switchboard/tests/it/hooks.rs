@@ -267,12 +267,8 @@ async fn chunked_post(base: &str, path: &str, body: &str) -> u16 {
 #[tokio::test]
 async fn a_jq_program_that_never_ends_fails_its_step() {
     let server = TestServer::start(&shop("http://127.0.0.1:9")).await;
-    let (status, body) = server
-        .post_hook("/hooks/shop-orders/endless", &json!({}))
-        .await;
-    assert_eq!(status, 202);
     let execution = server
-        .finished_execution(body["execution_id"].as_str().unwrap())
+        .run_hook("/hooks/shop-orders/endless", &json!({}))
         .await;
     assert_eq!(execution["status"], "failed");
     assert_eq!(execution["error"]["code"], "expression_timeout");

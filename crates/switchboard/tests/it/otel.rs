@@ -2,9 +2,9 @@
 //! reach an OTLP/HTTP collector in the trace of the webhook that started them, and the
 //! step's request names the step's span as its parent.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Receiver, ServeProcess, binary, wait_for_execution};
+use crate::support::{Receiver, ServeProcess, binary, execution_id, wait_for_execution};
 
 /// `hex` as bytes.
 fn bytes(hex: &str) -> Vec<u8> {
@@ -59,10 +59,7 @@ flows:
         .send()
         .await
         .unwrap();
-    let id = response.json::<Value>().await.unwrap()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = execution_id(response).await;
     assert_eq!(
         wait_for_execution(&client, &server.base, &id).await["status"],
         "succeeded"

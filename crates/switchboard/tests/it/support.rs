@@ -99,6 +99,20 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// GETs a path and returns the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    /// POSTs JSON to a hook, expects `202`, and returns the execution once it ended.
+    pub async fn run_hook(&self, path: &str, body: &Value) -> Value {
+        let (status, accepted) = self.post_hook(path, body).await;
+        assert_eq!(status, 202, "{accepted}");
+        self.finished_execution(accepted["execution_id"].as_str().unwrap())
+            .await
+    }
+
     /// Waits for an execution to end and returns it.
     pub async fn finished_execution(&self, id: &str) -> Value {
         wait_for_execution(&self.client, &self.base, id).await
@@ -141,6 +155,13 @@ pub async fn wait_for_execution(client: &reqwest::Client, base: &str, id: &str) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("execution {id} did not finish");
+}
+
+/// The execution id of a hook's `202` answer.
+pub async fn execution_id(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    body["execution_id"].as_str().unwrap().to_owned()
 }
 
 /// A request the receiver captured.

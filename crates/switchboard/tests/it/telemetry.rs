@@ -395,10 +395,7 @@ flows:
         .send()
         .await
         .unwrap();
-    let id = response.json::<Value>().await.unwrap()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = crate::support::execution_id(response).await;
     let execution = crate::support::wait_for_execution(&client, &server.base, &id).await;
     assert_eq!(
         execution["status"], "failed",
@@ -425,14 +422,8 @@ flows:
         String::from("/api/v1/integrations/leaky"),
         String::from("/metrics"),
     ] {
-        let text = client
-            .get(format!("{}{path}", server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let response = client.get(format!("{}{path}", server.base)).send().await;
+        let text = response.unwrap().text().await.unwrap();
         assert!(!text.contains(SECRET), "{path} shows the secret:\n{text}");
         answers.push_str(&text);
     }
