@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, TestServer};
+use crate::support::{Receiver, ServeProcess, TestServer, execution_id, wait_for_execution};
 
 fn project(receiver: &str) -> String {
     format!(
@@ -160,4 +160,48 @@ async fn an_alert_fires_once_and_resolves_once() {
         "each notification is an execution"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_is_not_announced_again_after_a_restart() {
+    let receiver = Receiver::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("shop.yaml");
+    std::fs::write(&file, project(&receiver.base)).unwrap();
+    let data = folder.path().join("data");
+    let flags = ["--alert-interval", "100ms"];
+    let client = reqwest::Client::new();
+
+    let server = ServeProcess::start(&file, &data, &flags);
+    for id in 0..2 {
+        let response = client
+            .post(format!("{}/hooks/shop/orders", server.base))
+            .json(&json!({"id": id, "fail": true}))
+            .send()
+            .await
+            .unwrap();
+        let id = execution_id(response).await;
+        wait_for_execution(&client, &server.base, &id).await;
+    }
+    wait_for_requests(&receiver, 2).await;
+    assert_eq!(server.terminate(), 0);
+
+    let server = ServeProcess::start(&file, &data, &flags);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let firing = bodies(&receiver, "/alerts");
+    assert_eq!(
+        firing.len(),
+        1,
+        "the restarted server knows the alert already fired"
+    );
+    let alerts: Value = client
+        .get(format!("{}/api/v1/alerts", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alerts["items"][0]["state"]["firing"], true);
+    assert_eq!(server.terminate(), 0);
 }
