@@ -40,6 +40,13 @@ impl Timestamp {
         }
     }
 
+    /// Reads an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), as in `Retry-After`.
+    pub fn parse_http_date(text: &str) -> Option<Self> {
+        DateTime::parse_from_rfc2822(text)
+            .ok()
+            .map(|at| Self(at.timestamp_millis()))
+    }
+
     /// Reads an RFC 3339 time stamp.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         DateTime::parse_from_rfc3339(text)

@@ -1,13 +1,13 @@
 //! One execution: its steps in order, checkpointed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_core::Timestamp;
+use switchboard_core::{HumanDuration, Timestamp};
 use switchboard_expr::Scope;
 use switchboard_project::Flow;
 use switchboard_store::{
-    Checkpoint, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord,
+    Checkpoint, End, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord,
     StepRecord, StepStatus, StoreError,
 };
 use switchboard_telemetry::{TraceContext, otel};
@@ -53,13 +53,20 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
                 tracing::warn!(%error, "Execution abandoned.");
                 return;
             }
+            Err(RunError::Retry { at, error }) => {
+                tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), next_attempt_at = %at, "Step failed; it will be tried again.");
+                if let Err(error) = run.checkpoint(Some(End::Retry { at, error })).await {
+                    tracing::warn!(%error, "Could not record the retry; the execution will run again.");
+                }
+                return;
+            }
             Err(RunError::Failed(error)) => {
                 tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), "Execution failed.");
                 Finish { status: ExecutionStatus::Failed, error: Some(error) }
             }
         };
         let outcome = finish.status.as_str();
-        match run.checkpoint(Some(finish)).await {
+        match run.checkpoint(Some(End::Finished(finish))).await {
             Ok(()) => engine.metrics.execution_finished(
                 &leased.integration,
                 &leased.flow,
@@ -89,6 +96,13 @@ fn inbound_trace(leased: &LeasedExecution) -> Option<TraceContext> {
 enum RunError {
     /// A step failed: the execution fails.
     Failed(ErrorRecord),
+    /// A step failed in a way that may pass: it is tried again at `at`.
+    Retry {
+        /// When.
+        at: Timestamp,
+        /// The failure.
+        error: ErrorRecord,
+    },
     /// The store refused a checkpoint: the execution is someone else's now, or will be.
     Lost(StoreError),
 }
@@ -158,6 +172,13 @@ impl<'a> ExecutionRun<'a> {
                 trace: &self.trace,
             };
             let kind = step.kind.name();
+            let attempt = self
+                .leased
+                .failed_attempts
+                .get(&step.id)
+                .copied()
+                .unwrap_or(0)
+                + 1;
             let started_at = Timestamp::now();
             let started = Instant::now();
             let outcome = steps::run(&step.kind, &context)
@@ -189,7 +210,7 @@ impl<'a> ExecutionRun<'a> {
                 step_id: step.id.clone(),
                 kind: kind.to_owned(),
                 status,
-                attempt: self.leased.attempt,
+                attempt,
                 input: outcome.input,
                 output,
                 error: failure.clone(),
@@ -198,15 +219,45 @@ impl<'a> ExecutionRun<'a> {
                 duration_ms: finished_at.millis() - started_at.millis(),
             });
             if let Some(error) = failure {
-                self.log(LogLevel::Error, Some(&step.id), error.message.clone());
+                let policy = flow.retry_policy(step);
+                let retryable = outcome.result.as_ref().is_err_and(StepError::is_retryable);
+                if retryable && attempt < policy.attempts {
+                    let wait = retry_after(outcome.response.as_ref(), policy.max)
+                        .unwrap_or_else(|| policy.delay(attempt, random_unit()));
+                    self.log(
+                        LogLevel::Warn,
+                        Some(&step.id),
+                        format!(
+                            "attempt {attempt} of {} failed: {}; next attempt in {}",
+                            policy.attempts,
+                            error.message,
+                            HumanDuration(wait)
+                        ),
+                    );
+                    self.engine.metrics.retry_scheduled(
+                        &self.leased.integration,
+                        &self.leased.flow,
+                        kind,
+                    );
+                    let at = Timestamp::now().after(wait);
+                    return Err(RunError::Retry { at, error });
+                }
+                let message = if retryable {
+                    format!(
+                        "{} (attempt {attempt} of {}, the last)",
+                        error.message, policy.attempts
+                    )
+                } else {
+                    error.message.clone()
+                };
+                self.log(LogLevel::Error, Some(&step.id), message);
                 return Err(RunError::Failed(error));
             }
             if let Ok(output) = outcome.result {
                 self.scope.set_step(&step.id, &output);
-                if step.kind.has_side_effect() {
-                    self.checkpoint(None).await.map_err(RunError::Lost)?;
-                }
             }
+            // Each finished step is committed before the next starts.
+            self.checkpoint(None).await.map_err(RunError::Lost)?;
         }
         Ok(())
     }
@@ -236,18 +287,22 @@ impl<'a> ExecutionRun<'a> {
         });
     }
 
-    /// Writes everything pending, and the end of the execution when `finish` is set.
-    async fn checkpoint(&mut self, finish: Option<Finish>) -> Result<(), StoreError> {
+    /// Writes everything pending, and the end of the lease when `end` is set.
+    async fn checkpoint(&mut self, end: Option<End>) -> Result<(), StoreError> {
         let checkpoint = Checkpoint {
             execution: self.leased.id.clone(),
             lease: self.leased.lease.clone(),
             steps: std::mem::take(&mut self.pending_steps),
             logs: std::mem::take(&mut self.pending_logs),
-            finish: finish.map(|mut finish| {
-                if let Some(error) = &mut finish.error {
+            end: end.map(|mut end| {
+                let error = match &mut end {
+                    End::Finished(finish) => finish.error.as_mut(),
+                    End::Retry { error, .. } => Some(error),
+                };
+                if let Some(error) = error {
                     error.message = self.engine.secrets.redact(&error.message);
                 }
-                finish
+                end
             }),
         };
         self.engine.store.checkpoint(checkpoint).await
@@ -260,4 +315,29 @@ fn step_error(step: &str, error: &StepError) -> ErrorRecord {
         message: error.to_string(),
         step: Some(step.to_owned()),
     }
+}
+
+/// The wait a `429` or `503` answer asks for in `Retry-After` (seconds or an HTTP date),
+/// when it is within `max`.
+fn retry_after(response: Option<&Value>, max: Duration) -> Option<Duration> {
+    let response = response?;
+    if !matches!(response["status"].as_u64(), Some(429 | 503)) {
+        return None;
+    }
+    let value = response["headers"]["retry-after"].as_str()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => Timestamp::parse_http_date(value)?.duration_since(Timestamp::now()),
+    };
+    (wait <= max).then_some(wait)
+}
+
+/// A random number in `[0, 1)`, for jitter.
+fn random_unit() -> f64 {
+    let mut bytes = [0; 8];
+    // Without an OS random source, jitter falls back to the full wait.
+    if getrandom::fill(&mut bytes).is_err() {
+        return 1.0 - f64::EPSILON;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }

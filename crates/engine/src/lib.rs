@@ -177,8 +177,9 @@ impl Engine {
         } {
             while running.try_join_next().is_some() {}
             let free = 1 + slots.available_permits();
-            let expires_at = Timestamp::now().after(self.config.lease_ttl);
-            let leased = match self.store.lease(&self.node, free, expires_at).await {
+            let now = Timestamp::now();
+            let expires_at = now.after(self.config.lease_ttl);
+            let leased = match self.store.lease(&self.node, free, now, expires_at).await {
                 Ok(leased) => leased,
                 Err(error) => {
                     tracing::error!(%error, "Could not lease executions.");

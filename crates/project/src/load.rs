@@ -10,17 +10,20 @@ use serde_saphyr::{Location, Spanned};
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, Step, StepKind, Trigger,
-    WebhookTrigger,
+    Backoff, BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, RetryPolicy,
+    Step, StepKind, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
-use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, StepSpec, TriggerSpec};
+use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec};
 
 /// The default timeout of an `http` step.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const STEP_KINDS: [&str; 3] = ["transform", "http", "log"];
+
+/// The most attempts a retry policy may ask for.
+const MAX_ATTEMPTS: u32 = 100;
 
 /// One problem in a project, at `file:line:column`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +274,7 @@ impl FileChecker<'_> {
             description,
             trigger,
             steps,
+            retry,
         } = spec.value;
         if !is_name(name) {
             self.report(
@@ -297,6 +301,7 @@ impl FileChecker<'_> {
                 Vec::new()
             }
         };
+        let retry = retry.as_ref().and_then(|retry| self.retry(retry));
         let trigger = trigger?;
         (self.problems.len() == problems_before).then(|| Flow {
             integration: integration.to_owned(),
@@ -304,6 +309,7 @@ impl FileChecker<'_> {
             description,
             trigger,
             steps,
+            retry,
         })
     }
 
@@ -366,6 +372,58 @@ impl FileChecker<'_> {
         Some(Trigger::Webhook(WebhookTrigger { methods, accept }))
     }
 
+    /// A retry policy; unset fields take the `http` default.
+    fn retry(&mut self, spec: &Spanned<RetrySpec>) -> Option<RetryPolicy> {
+        let defaults = RetryPolicy::HTTP;
+        let retry = &spec.value;
+        let problems_before = self.problems.len();
+        let attempts = retry
+            .attempts
+            .as_ref()
+            .map_or(defaults.attempts, |attempts| {
+                if !(1..=MAX_ATTEMPTS).contains(&attempts.value) {
+                    self.report(
+                        &attempts.referenced,
+                        format!(
+                            "`attempts` is {}; it must be from 1 to {MAX_ATTEMPTS}",
+                            attempts.value
+                        ),
+                    );
+                }
+                attempts.value
+            });
+        let backoff = match retry.backoff.as_ref().map(|backoff| backoff.value.as_str()) {
+            None | Some("exponential") => Backoff::Exponential,
+            Some("fixed") => Backoff::Fixed,
+            Some(other) => {
+                let at = retry
+                    .backoff
+                    .as_ref()
+                    .map_or(spec.referenced, |backoff| backoff.referenced);
+                self.report(
+                    &at,
+                    format!("`backoff` is `{other}`; it must be exponential or fixed"),
+                );
+                Backoff::Exponential
+            }
+        };
+        let initial = retry.initial.map_or(defaults.initial, Duration::from);
+        let max = retry.max.map_or(defaults.max.max(initial), Duration::from);
+        if initial.is_zero() {
+            self.report(&spec.referenced, "`initial` must be longer than zero");
+        }
+        if max < initial {
+            self.report(&spec.referenced, "`max` must not be shorter than `initial`");
+        }
+        (self.problems.len() == problems_before).then_some(RetryPolicy {
+            attempts,
+            backoff,
+            initial,
+            max,
+            jitter: retry.jitter.unwrap_or(defaults.jitter),
+        })
+    }
+
     fn steps(&mut self, specs: Vec<StepSpec>) -> Vec<Step> {
         let mut steps = Vec::new();
         let ids: Vec<String> = specs.iter().map(|spec| spec.id.value.clone()).collect();
@@ -388,10 +446,12 @@ impl FileChecker<'_> {
             } else {
                 id_positions.insert(id, spec.id.referenced);
             }
+            let retry = spec.retry.as_ref().and_then(|retry| self.retry(retry));
             if let Some(kind) = self.step_kind(spec, &earlier, &ids[index + 1..]) {
                 steps.push(Step {
                     id: id.to_owned(),
                     kind,
+                    retry,
                 });
             }
             earlier.push(id);

@@ -74,6 +74,82 @@ pub struct Flow {
     pub trigger: Trigger,
     /// Its steps, in order.
     pub steps: Vec<Step>,
+    /// How its steps are tried again, unless a step sets its own.
+    pub retry: Option<RetryPolicy>,
+}
+
+impl Flow {
+    /// How `step` is tried again: its own policy, else the flow's, else its kind's default
+    /// ([`RetryPolicy::HTTP`] for `http`, one attempt for the rest).
+    pub fn retry_policy(&self, step: &Step) -> RetryPolicy {
+        step.retry.or(self.retry).unwrap_or(match step.kind {
+            StepKind::Http(_) => RetryPolicy::HTTP,
+            _ => RetryPolicy::ONCE,
+        })
+    }
+}
+
+/// How the wait between attempts grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// Doubles from `initial` at each attempt, up to `max`.
+    Exponential,
+    /// `initial` every time.
+    Fixed,
+}
+
+/// How a failed step is tried again. Only failures that may pass are retried (see the
+/// engine's step errors); the others fail the execution at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// How the wait grows.
+    pub backoff: Backoff,
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// Whether each wait is drawn at random between zero and its computed length ("full
+    /// jitter"), so that many executions failing together do not retry together.
+    pub jitter: bool,
+}
+
+impl RetryPolicy {
+    /// The default of `http` steps: 5 attempts, exponential from 1 s to 5 min, full jitter.
+    pub const HTTP: Self = Self {
+        attempts: 5,
+        backoff: Backoff::Exponential,
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(300),
+        jitter: true,
+    };
+
+    /// One attempt: no retries.
+    pub const ONCE: Self = Self {
+        attempts: 1,
+        ..Self::HTTP
+    };
+
+    /// The wait after failed attempt number `failed` (from 1); `random` is a number in
+    /// `[0, 1)`, used when `jitter` is on.
+    pub fn delay(&self, failed: u32, random: f64) -> Duration {
+        let full = match self.backoff {
+            Backoff::Fixed => self.initial,
+            Backoff::Exponential => {
+                let doublings = failed.saturating_sub(1).min(63);
+                self.initial
+                    .checked_mul(1u32.checked_shl(doublings).unwrap_or(u32::MAX))
+                    .unwrap_or(self.max)
+            }
+        }
+        .min(self.max);
+        if self.jitter {
+            full.mul_f64(random.clamp(0.0, 1.0))
+        } else {
+            full
+        }
+    }
 }
 
 /// What starts a flow.
@@ -136,6 +212,8 @@ pub struct Step {
     pub id: String,
     /// What it does.
     pub kind: StepKind,
+    /// How it is tried again, when the step sets it.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// The kinds of step.
@@ -157,12 +235,6 @@ impl StepKind {
             Self::Http(_) => "http",
             Self::Log(_) => "log",
         }
-    }
-
-    /// Whether the step acts on the world outside the execution, so its result must be
-    /// checkpointed before the next step runs.
-    pub fn has_side_effect(&self) -> bool {
-        matches!(self, Self::Http(_))
     }
 }
 
@@ -264,4 +336,45 @@ impl AlertCondition {
 /// it apart from every flow a file can name.
 pub fn alert_webhook_flow(alert: &str, index: usize) -> String {
     format!("alert.{alert}.webhook.{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_its_max() {
+        let policy = RetryPolicy {
+            jitter: false,
+            ..RetryPolicy::HTTP
+        };
+        let waits: Vec<u64> = (1..=11)
+            .map(|failed| policy.delay(failed, 0.5).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(policy.delay(200, 0.5), policy.max, "no overflow far out");
+    }
+
+    #[test]
+    fn full_jitter_draws_between_zero_and_the_wait() {
+        let policy = RetryPolicy::HTTP;
+        assert_eq!(policy.delay(3, 0.0), Duration::ZERO);
+        assert_eq!(policy.delay(3, 0.25), Duration::from_secs(1));
+        assert_eq!(
+            policy.delay(3, 0.999_999),
+            Duration::from_secs(4).mul_f64(0.999_999)
+        );
+    }
+
+    #[test]
+    fn fixed_backoff_waits_the_same() {
+        let policy = RetryPolicy {
+            backoff: Backoff::Fixed,
+            initial: Duration::from_millis(250),
+            jitter: false,
+            ..RetryPolicy::HTTP
+        };
+        assert_eq!(policy.delay(1, 0.3), policy.delay(7, 0.9));
+        assert_eq!(policy.delay(7, 0.9), Duration::from_millis(250));
+    }
 }

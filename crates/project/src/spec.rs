@@ -54,6 +54,31 @@ pub struct FlowSpec {
     /// The steps, run in order.
     #[serde(default)]
     pub steps: Option<Spanned<Vec<StepSpec>>>,
+    /// How failed steps are tried again, unless a step sets its own.
+    #[serde(default)]
+    pub retry: Option<Spanned<RetrySpec>>,
+}
+
+/// How a failed step is tried again. Unset fields take the `http` default: 5 attempts,
+/// exponential from 1s to 5m, with jitter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included.
+    #[serde(default)]
+    pub attempts: Option<Spanned<u32>>,
+    /// `exponential` or `fixed`.
+    #[serde(default)]
+    pub backoff: Option<Spanned<String>>,
+    /// The first wait.
+    #[serde(default)]
+    pub initial: Option<HumanDuration>,
+    /// The longest wait.
+    #[serde(default)]
+    pub max: Option<HumanDuration>,
+    /// Whether waits are drawn at random up to their length.
+    #[serde(default)]
+    pub jitter: Option<bool>,
 }
 
 /// What starts a flow. Exactly one field is set.
@@ -104,6 +129,9 @@ pub struct StepSpec {
     /// A message (a `${{ }}` template) for the execution's log.
     #[serde(default)]
     pub log: Option<Spanned<String>>,
+    /// How the step is tried again when it fails in a way that may pass.
+    #[serde(default)]
+    pub retry: Option<Spanned<RetrySpec>>,
 }
 
 /// The `http` step.

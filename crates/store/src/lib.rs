@@ -28,7 +28,7 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 pub use error::StoreError;
 pub use records::{
-    AlertChange, AlertState, Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter,
+    AlertChange, AlertState, Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter,
     ExecutionStatus, ExecutionSummary, Finish, LeasedExecution, LogLevel, LogRecord, NewExecution,
     Page, QueuedFlow, StepRecord, StepStatus, WindowStats,
 };
@@ -40,11 +40,13 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new queued execution. When this returns, the execution is durable.
     async fn enqueue(&self, new: NewExecution) -> Result<ExecutionId, StoreError>;
 
-    /// Leases up to `limit` runnable executions to `node` until `expires_at`.
+    /// Leases up to `limit` executions runnable at `now` (queued, or retrying and due)
+    /// to `node` until `expires_at`.
     async fn lease(
         &self,
         node: &NodeId,
         limit: usize,
+        now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Vec<LeasedExecution>, StoreError>;
 
@@ -55,8 +57,8 @@ pub trait Store: Send + Sync + 'static {
         expires_at: Timestamp,
     ) -> Result<Vec<ExecutionId>, StoreError>;
 
-    /// Records step results and log lines, and the end of the execution when
-    /// [`Checkpoint::finish`] is set. Fails with [`StoreError::LeaseLost`] when the lease
+    /// Records step results and log lines, and the end of the lease when
+    /// [`Checkpoint::end`] is set. Fails with [`StoreError::LeaseLost`] when the lease
     /// is no longer held.
     async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
 

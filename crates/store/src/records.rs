@@ -1,5 +1,7 @@
 //! What the store keeps, in the shape the API shows it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_core::ids::LeaseToken;
@@ -14,6 +16,9 @@ pub enum ExecutionStatus {
     Queued,
     /// Leased by a worker.
     Running,
+    /// A step failed in a way that may pass; the execution waits for its next attempt
+    /// (`next_attempt_at`), holding no worker.
+    Retrying,
     /// Every step finished.
     Succeeded,
     /// A step failed.
@@ -22,13 +27,20 @@ pub enum ExecutionStatus {
 
 impl ExecutionStatus {
     /// Every status.
-    pub const ALL: [Self; 4] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed];
+    pub const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Failed,
+    ];
 
     /// The status as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
+            Self::Retrying => "retrying",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
         }
@@ -81,6 +93,8 @@ pub struct LeasedExecution {
     pub attempt: u32,
     /// When it was accepted.
     pub created_at: Timestamp,
+    /// How many failed attempts each step has had so far, by step id.
+    pub failed_attempts: BTreeMap<String, u32>,
     /// Steps that finished in earlier attempts, in order; the run resumes after them.
     pub finished_steps: Vec<StepRecord>,
     /// The next free step record number.
@@ -134,7 +148,7 @@ pub struct StepRecord {
     pub kind: String,
     /// How it ended.
     pub status: StepStatus,
-    /// The execution attempt it ran in.
+    /// The step's attempt, from 1.
     pub attempt: u32,
     /// What the step worked on (the resolved request, message, …).
     pub input: Value,
@@ -230,7 +244,22 @@ pub struct Finish {
     pub error: Option<ErrorRecord>,
 }
 
-/// What a worker writes after a step with a side effect, and at the end.
+/// How a lease ends, when it does.
+#[derive(Debug, Clone)]
+pub enum End {
+    /// The execution reached its end.
+    Finished(Finish),
+    /// A step failed in a way that may pass: the execution is `retrying` until `at`,
+    /// then runnable again, resuming at that step.
+    Retry {
+        /// When the next attempt may start.
+        at: Timestamp,
+        /// The failure it retries after.
+        error: ErrorRecord,
+    },
+}
+
+/// What a worker writes after each step, and at the end.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     /// The execution.
@@ -241,8 +270,8 @@ pub struct Checkpoint {
     pub steps: Vec<StepRecord>,
     /// Log lines not yet written.
     pub logs: Vec<LogRecord>,
-    /// Set when the execution has ended.
-    pub finish: Option<Finish>,
+    /// Set when the lease ends: the execution finished, or waits for a retry.
+    pub end: Option<End>,
 }
 
 /// One execution, as listed.
@@ -268,7 +297,11 @@ pub struct ExecutionSummary {
     /// When it ended.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
-    /// Why it failed.
+    /// When the next attempt starts, while `retrying`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<Timestamp>,
+    /// Why it failed (or, while `retrying`, why the last attempt failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
 }

@@ -26,6 +26,8 @@ pub mod names {
     pub const EXECUTION_DURATION: &str = "switchboard_execution_duration_seconds";
     /// Executions running now.
     pub const EXECUTIONS_RUNNING: &str = "switchboard_executions_running";
+    /// Failed step attempts that will be tried again, by step `kind`.
+    pub const RETRIES_SCHEDULED: &str = "switchboard_retries_scheduled_total";
     /// Time one step took, by step `kind` and `outcome`.
     pub const STEP_DURATION: &str = "switchboard_step_duration_seconds";
     /// Executions waiting for a worker.
@@ -53,6 +55,7 @@ pub mod names {
         EXECUTION_DURATION,
         EXECUTIONS_RUNNING,
         STEP_DURATION,
+        RETRIES_SCHEDULED,
         QUEUE_DEPTH,
         QUEUE_OLDEST_AGE,
         OUTBOUND_HTTP_REQUESTS,
@@ -272,6 +275,13 @@ impl Metrics {
         labels.push(Label::new("outcome", outcome));
         self.histogram(names::STEP_DURATION, labels)
             .record(took.as_secs_f64());
+    }
+
+    /// A failed attempt of a step of `kind` will be tried again.
+    pub fn retry_scheduled(&self, integration: &str, flow: &str, kind: &'static str) {
+        let mut labels = flow_labels(integration, flow);
+        labels.push(Label::new("kind", kind));
+        self.counter(names::RETRIES_SCHEDULED, labels).increment(1);
     }
 
     /// An `http` step's request ended with `status` (`None`: no answer), after `took`.

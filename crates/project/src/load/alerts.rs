@@ -206,7 +206,9 @@ impl FileChecker<'_> {
                     steps: vec![Step {
                         id: String::from("post"),
                         kind: StepKind::Http(step),
+                        retry: None,
                     }],
+                    retry: None,
                 };
                 flows.insert(name.clone(), Arc::new(flow));
                 Some(name)

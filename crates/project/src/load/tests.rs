@@ -258,3 +258,42 @@ fn alert_mistakes_are_located() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn retry_policies_take_the_http_defaults_and_are_checked() {
+    let source = VALID.replace(
+        "          timeout: 10s\n",
+        "          timeout: 10s\n        retry: { attempts: 8, max: 1h }\n",
+    );
+    let project = load_source(&source).unwrap();
+    let flow = &project.integrations["shop-orders"].flows["receive-order"];
+    let forward = &flow.steps[1];
+    let policy = flow.retry_policy(forward);
+    assert_eq!(policy.attempts, 8);
+    assert_eq!(policy.max, Duration::from_secs(3600));
+    assert_eq!(
+        policy.initial,
+        Duration::from_secs(1),
+        "from the http default"
+    );
+    assert_eq!(
+        flow.retry_policy(&flow.steps[0]).attempts,
+        1,
+        "a transform runs once"
+    );
+
+    let broken = VALID.replace(
+        "          timeout: 10s\n",
+        "          timeout: 10s\n        retry: { attempts: 0, backoff: linear }\n",
+    );
+    let problems = load_source(&broken).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems[0].ends_with("`attempts` is 0; it must be from 1 to 100"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].ends_with("`backoff` is `linear`; it must be exponential or fixed"),
+        "{problems:#?}"
+    );
+}

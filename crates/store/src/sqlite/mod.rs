@@ -3,6 +3,7 @@
 mod alerts;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -16,8 +17,9 @@ use switchboard_telemetry::Metrics;
 
 use crate::records::{AlertChange, AlertState, WindowStats};
 use crate::records::{
-    Checkpoint, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
-    LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord, StepStatus,
+    Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus,
+    ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord,
+    StepStatus,
 };
 use crate::{Store, StoreError};
 use writer::Writer;
@@ -26,6 +28,7 @@ use writer::Writer;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("schema_2.sql")),
+    (3, include_str!("schema_3.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -186,14 +189,18 @@ fn as_u32(value: i64) -> u32 {
 }
 
 const SUMMARY_COLUMNS: &str =
-    "id, integration, flow, status, attempt, created_at, started_at, finished_at, error";
+    "id, integration, flow, status, attempt, created_at, started_at, finished_at, error, run_at";
 
 fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
+    let status = parse_status(&row.get::<_, String>(3)?)?;
     Ok(ExecutionSummary {
         id: parse_id(&row.get::<_, String>(0)?)?,
         integration: row.get(1)?,
         flow: row.get(2)?,
-        status: parse_status(&row.get::<_, String>(3)?)?,
+        status,
+        next_attempt_at: (status == ExecutionStatus::Retrying)
+            .then(|| row.get(9).map(Timestamp))
+            .transpose()?,
         attempt: as_u32(row.get(4)?),
         created_at: Timestamp(row.get(5)?),
         started_at: row.get::<_, Option<i64>>(6)?.map(Timestamp),
@@ -251,6 +258,15 @@ fn steps_of(
     Ok(steps)
 }
 
+/// How many failed attempts each step of an execution has had.
+fn failed_attempts(connection: &Connection, id: &str) -> Result<BTreeMap<String, u32>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT step_id, count(*) FROM steps WHERE execution_id = ?1 AND status = 'failed' GROUP BY step_id",
+    )?;
+    let rows = statement.query_map([id], |row| Ok((row.get(0)?, as_u32(row.get(1)?))))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn next_seq(connection: &Connection, table: &str, id: &str) -> Result<u32, StoreError> {
     let sql = format!("SELECT COALESCE(MAX(seq) + 1, 0) FROM {table} WHERE execution_id = ?1");
     Ok(as_u32(
@@ -282,15 +298,16 @@ fn lease_batch(
     connection: &Connection,
     node: &NodeId,
     limit: usize,
+    now: Timestamp,
     expires_at: Timestamp,
 ) -> Result<Vec<LeasedExecution>, StoreError> {
     let lease = LeaseToken::generate();
-    let now = Timestamp::now().millis();
+    let now = now.millis();
     let mut statement = connection.prepare_cached(
         "UPDATE executions
             SET status = 'running', attempt = attempt + 1, lease_token = ?1, lease_owner = ?2,
                 lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
-          WHERE id IN (SELECT id FROM executions WHERE status = 'queued' AND run_at <= ?4
+          WHERE id IN (SELECT id FROM executions WHERE status IN ('queued', 'retrying') AND run_at <= ?4
                         ORDER BY run_at, id LIMIT ?5)
       RETURNING id, integration, flow, trigger, input, attempt, created_at",
     )?;
@@ -314,6 +331,7 @@ fn lease_batch(
             input: parse_json(&row.get::<_, String>(4)?)?,
             attempt: as_u32(row.get(5)?),
             created_at: Timestamp(row.get(6)?),
+            failed_attempts: BTreeMap::new(),
             finished_steps: Vec::new(),
             next_step_seq: 0,
             next_log_seq: 0,
@@ -324,6 +342,7 @@ fn lease_batch(
     for execution in &mut leased {
         let id = execution.id.as_str();
         execution.finished_steps = steps_of(connection, id, true)?;
+        execution.failed_attempts = failed_attempts(connection, id)?;
         execution.next_step_seq = next_seq(connection, "steps", id)?;
         execution.next_log_seq = next_seq(connection, "execution_logs", id)?;
     }
@@ -374,23 +393,35 @@ fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<
             line.message
         ])?;
     }
-    if let Some(finish) = &checkpoint.finish {
-        connection
-            .prepare_cached(
-                "UPDATE executions SET status = ?2, error = ?3, finished_at = ?4,
-                    lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
-              WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                finish.status.as_str(),
-                finish
-                    .error
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()?,
-                Timestamp::now().millis()
-            ])?;
+    match &checkpoint.end {
+        None => {}
+        Some(End::Finished(finish)) => {
+            connection
+                .prepare_cached(
+                    "UPDATE executions SET status = ?2, error = ?3, finished_at = ?4,
+                        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                  WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    finish.status.as_str(),
+                    finish
+                        .error
+                        .as_ref()
+                        .map(serde_json::to_string)
+                        .transpose()?,
+                    Timestamp::now().millis()
+                ])?;
+        }
+        Some(End::Retry { at, error }) => {
+            connection
+                .prepare_cached(
+                    "UPDATE executions SET status = 'retrying', run_at = ?2, error = ?3,
+                        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                  WHERE id = ?1",
+                )?
+                .execute(params![id, at.millis(), serde_json::to_string(error)?])?;
+        }
     }
     Ok(())
 }
@@ -410,11 +441,12 @@ impl Store for SqliteStore {
         &self,
         node: &NodeId,
         limit: usize,
+        now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Vec<LeasedExecution>, StoreError> {
         let node = node.clone();
         self.writer
-            .write(move |connection| lease_batch(connection, &node, limit, expires_at))
+            .write(move |connection| lease_batch(connection, &node, limit, now, expires_at))
             .await
     }
 
@@ -498,8 +530,8 @@ impl Store for SqliteStore {
                 let mut rows = statement.query([id.as_str()])?;
                 let Some(row) = rows.next()? else { return Ok(None) };
                 let summary = summary_from_row(row)?;
-                let trigger = parse_json(&row.get::<_, String>(9)?)?;
-                let input = parse_json(&row.get::<_, String>(10)?)?;
+                let trigger = parse_json(&row.get::<_, String>(10)?)?;
+                let input = parse_json(&row.get::<_, String>(11)?)?;
                 drop(rows);
                 let steps = steps_of(connection, id.as_str(), false)?;
                 let mut statement = connection
@@ -564,7 +596,8 @@ impl Store for SqliteStore {
             .read(move |connection| {
                 let mut statement = connection.prepare_cached(
                     "SELECT integration, flow, count(*), min(run_at) FROM executions
-                     WHERE status = 'queued' AND run_at <= ?1 GROUP BY integration, flow",
+                     WHERE status IN ('queued', 'retrying') AND run_at <= ?1
+                     GROUP BY integration, flow",
                 )?;
                 let rows = statement.query_map([now.millis()], |row| {
                     Ok(QueuedFlow {

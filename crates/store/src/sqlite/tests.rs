@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::records::Finish;
+use crate::records::{End, Finish};
 
 fn new_execution(flow: &str) -> NewExecution {
     NewExecution {
@@ -42,11 +42,18 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
     let node = NodeId::generate();
     let id = store.enqueue(new_execution("a")).await.unwrap();
 
-    let leased = store.lease(&node, 10, soon()).await.unwrap();
+    let leased = store
+        .lease(&node, 10, Timestamp::now(), soon())
+        .await
+        .unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].attempt, 1);
     assert!(
-        store.lease(&node, 10, soon()).await.unwrap().is_empty(),
+        store
+            .lease(&node, 10, Timestamp::now(), soon())
+            .await
+            .unwrap()
+            .is_empty(),
         "a leased execution is not leased again"
     );
 
@@ -56,7 +63,7 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
         lease: lease.clone(),
         steps: vec![step(0, "call")],
         logs: vec![],
-        finish: None,
+        end: None,
     };
     store.checkpoint(checkpoint).await.unwrap();
     let finish = Checkpoint {
@@ -70,10 +77,10 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
             Some("note".into()),
             "done".into(),
         )],
-        finish: Some(Finish {
+        end: Some(End::Finished(Finish {
             status: ExecutionStatus::Succeeded,
             error: None,
-        }),
+        })),
     };
     store.checkpoint(finish).await.unwrap();
 
@@ -89,19 +96,25 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
     let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let (first, second) = (NodeId::generate(), NodeId::generate());
     let id = store.enqueue(new_execution("a")).await.unwrap();
-    let leased = store.lease(&first, 1, soon()).await.unwrap();
+    let leased = store
+        .lease(&first, 1, Timestamp::now(), soon())
+        .await
+        .unwrap();
     let old_lease = leased[0].lease.clone();
     let checkpoint = Checkpoint {
         execution: id.clone(),
         lease: old_lease.clone(),
         steps: vec![step(0, "call")],
         logs: vec![],
-        finish: None,
+        end: None,
     };
     store.checkpoint(checkpoint.clone()).await.unwrap();
 
     assert_eq!(store.recover_orphans(&second).await.unwrap(), 1);
-    let again = store.lease(&second, 1, soon()).await.unwrap();
+    let again = store
+        .lease(&second, 1, Timestamp::now(), soon())
+        .await
+        .unwrap();
     assert_eq!(again[0].attempt, 2);
     assert_eq!(
         again[0].finished_steps.len(),
@@ -125,10 +138,18 @@ async fn expired_leases_are_requeued() {
     let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let node = NodeId::generate();
     store.enqueue(new_execution("a")).await.unwrap();
-    store.lease(&node, 1, Timestamp::now()).await.unwrap();
+    let now = Timestamp::now();
+    store.lease(&node, 1, now, now).await.unwrap();
     let later = Timestamp::now().after(std::time::Duration::from_secs(1));
     assert_eq!(store.requeue_expired(later).await.unwrap(), 1);
-    assert_eq!(store.lease(&node, 1, soon()).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .lease(&node, 1, Timestamp::now(), soon())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -212,7 +233,10 @@ async fn the_queue_counts_runnable_executions_per_flow_and_commits_are_measured(
     store.enqueue(first).await.unwrap();
     store.enqueue(new_execution("a")).await.unwrap();
     store.enqueue(new_execution("b")).await.unwrap();
-    let leased = store.lease(&NodeId::generate(), 1, soon()).await.unwrap();
+    let leased = store
+        .lease(&NodeId::generate(), 1, Timestamp::now(), soon())
+        .await
+        .unwrap();
     assert_eq!(leased.len(), 1, "the oldest is leased and leaves the queue");
 
     let mut queue = store.queue(Timestamp::now()).await.unwrap();
@@ -239,17 +263,20 @@ async fn the_queue_counts_runnable_executions_per_flow_and_commits_are_measured(
 
 /// Runs every queued execution to `status` and returns how many ran.
 async fn finish_all(store: &SqliteStore, status: ExecutionStatus) -> usize {
-    let leased = store.lease(&NodeId::generate(), 100, soon()).await.unwrap();
+    let leased = store
+        .lease(&NodeId::generate(), 100, Timestamp::now(), soon())
+        .await
+        .unwrap();
     for execution in &leased {
         let checkpoint = Checkpoint {
             execution: execution.id.clone(),
             lease: execution.lease.clone(),
             steps: vec![],
             logs: vec![],
-            finish: Some(Finish {
+            end: Some(End::Finished(Finish {
                 status,
                 error: None,
-            }),
+            })),
         };
         store.checkpoint(checkpoint).await.unwrap();
     }
@@ -320,7 +347,10 @@ async fn an_alert_change_is_recorded_once_with_its_notifications() {
         !store.change_alert(change(true)).await.unwrap(),
         "no repeat while firing"
     );
-    let queued = store.lease(&NodeId::generate(), 10, soon()).await.unwrap();
+    let queued = store
+        .lease(&NodeId::generate(), 10, Timestamp::now(), soon())
+        .await
+        .unwrap();
     assert_eq!(queued.len(), 1, "one notification for one firing");
     let states = store.alert_states().await.unwrap();
     assert_eq!(states.len(), 1);
@@ -329,10 +359,64 @@ async fn an_alert_change_is_recorded_once_with_its_notifications() {
     assert!(!store.alert_states().await.unwrap()[0].firing);
     assert_eq!(
         store
-            .lease(&NodeId::generate(), 10, soon())
+            .lease(&NodeId::generate(), 10, Timestamp::now(), soon())
             .await
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let id = store.enqueue(new_execution("a")).await.unwrap();
+    let t0 = Timestamp::now();
+    let leased = store.lease(&node, 1, t0, soon()).await.unwrap();
+    let mut failed = step(0, "call");
+    failed.status = StepStatus::Failed;
+    let error = ErrorRecord {
+        code: String::from("http_status"),
+        message: String::from("POST http://x answered 503"),
+        step: Some(String::from("call")),
+    };
+    let at = t0.after(std::time::Duration::from_secs(10));
+    let retry = Checkpoint {
+        execution: id.clone(),
+        lease: leased[0].lease.clone(),
+        steps: vec![failed],
+        logs: vec![],
+        end: Some(End::Retry {
+            at,
+            error: error.clone(),
+        }),
+    };
+    store.checkpoint(retry).await.unwrap();
+
+    let waiting = store.execution(&id).await.unwrap().unwrap().summary;
+    assert_eq!(waiting.status, ExecutionStatus::Retrying);
+    assert_eq!(waiting.next_attempt_at, Some(at));
+    assert_eq!(waiting.error, Some(error));
+    let just_before = Timestamp(at.millis() - 1);
+    assert!(
+        store
+            .lease(&node, 1, just_before, soon())
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before its time"
+    );
+    assert!(
+        store.queue(just_before).await.unwrap().is_empty(),
+        "not runnable yet"
+    );
+    let again = store.lease(&node, 1, at, soon()).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].failed_attempts.get("call"), Some(&1));
+    assert!(
+        again[0].finished_steps.is_empty(),
+        "a failed step is tried again"
     );
 }

@@ -12,5 +12,6 @@ mod hooks;
 mod openapi;
 #[cfg(feature = "otel")]
 mod otel;
+mod retries;
 mod support;
 mod telemetry;

@@ -173,13 +173,14 @@ pub struct Captured {
     pub raw: Vec<u8>,
 }
 
-/// A real HTTP server that records what it receives and answers with a set status,
-/// after a set delay.
+/// A real HTTP server that records what it receives and answers with a set status and
+/// headers, after a set delay.
 pub struct Receiver {
     pub base: String,
     pub captured: Arc<Mutex<Vec<Captured>>>,
     pub status: Arc<Mutex<u16>>,
     pub delay: Arc<Mutex<Duration>>,
+    pub headers: Arc<Mutex<Vec<(&'static str, String)>>>,
 }
 
 impl Receiver {
@@ -189,13 +190,14 @@ impl Receiver {
             Arc<Mutex<Vec<Captured>>>,
             Arc<Mutex<u16>>,
             Arc<Mutex<Duration>>,
+            Arc<Mutex<Vec<(&'static str, String)>>>,
         );
         async fn capture(
-            State((captured, status, delay)): State<Shared>,
+            State((captured, status, delay, headers_out)): State<Shared>,
             uri: axum::http::Uri,
             headers: axum::http::HeaderMap,
             body: axum::body::Bytes,
-        ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        ) -> axum::response::Response {
             let raw = body.to_vec();
             let body = serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
@@ -208,18 +210,24 @@ impl Receiver {
             let delay = *delay.lock().unwrap();
             tokio::time::sleep(delay).await;
             let status = *status.lock().unwrap();
-            (
+            let mut response = axum::response::IntoResponse::into_response((
                 axum::http::StatusCode::from_u16(status).unwrap(),
                 axum::Json(serde_json::json!({"received": true})),
-            )
+            ));
+            for (name, value) in headers_out.lock().unwrap().iter() {
+                response.headers_mut().insert(*name, value.parse().unwrap());
+            }
+            response
         }
         let captured = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(Mutex::new(200));
         let delay = Arc::new(Mutex::new(Duration::ZERO));
+        let headers = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new().fallback(capture).with_state((
             Arc::clone(&captured),
             Arc::clone(&status),
             Arc::clone(&delay),
+            Arc::clone(&headers),
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -229,6 +237,7 @@ impl Receiver {
             captured,
             status,
             delay,
+            headers,
         }
     }
 

@@ -21,6 +21,7 @@ flows:
         http: {{ method: POST, url: "{receiver}/in", json: '$steps.shape' }}
   unreachable:
     trigger: {{ webhook: {{}} }}
+    retry: {{ attempts: 3, backoff: fixed, initial: 10ms, jitter: false }}
     steps:
       - id: send
         http: {{ url: "http://127.0.0.1:9/nothing-listens", timeout: 2s }}
@@ -179,10 +180,15 @@ async fn metrics_move_with_the_events_they_report() {
         Some(1.0)
     );
     let refused = [unreachable[0], unreachable[1], ("status_class", "error")];
-    assert_eq!(sample(&after, sent, &refused), Some(1.0));
+    assert_eq!(sample(&after, sent, &refused), Some(3.0), "three attempts");
+    let retried = [unreachable[0], unreachable[1], ("kind", "http")];
+    assert_eq!(
+        sample(&after, "switchboard_retries_scheduled_total", &retried),
+        Some(2.0)
+    );
     assert_eq!(
         sample(&after, "switchboard_step_duration_seconds_count", &failed),
-        Some(1.0)
+        Some(3.0)
     );
 
     let commits = sample(
@@ -371,6 +377,7 @@ flows:
           json: '$steps.echoed'
       - id: refused
         http: {{ url: "http://127.0.0.1:9/?key=${{{{ $secrets.API_TOKEN }}}}", timeout: 2s }}
+        retry: {{ attempts: 2, backoff: fixed, initial: 10ms, jitter: false }}
 "#,
         receiver = receiver.base
     );

@@ -1,0 +1,230 @@
+//! Retries: a step that fails in a way that may pass waits as a durable timer
+//! (`retrying`), holding no worker, and is tried again with the same idempotency key,
+//! across restarts too.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Receiver, ServeProcess, TestServer, execution_id, wait_for_execution};
+
+fn project(receiver: &str, retry: &str) -> String {
+    format!(
+        r#"
+name: shop
+flows:
+  push:
+    trigger: {{ webhook: {{}} }}
+    steps:
+      - id: shape
+        transform: '{{id: .id}}'
+      - id: send
+        http: {{ method: POST, url: "{receiver}/orders", json: '$steps.shape' }}
+        retry: {retry}
+"#
+    )
+}
+
+/// Polls an execution until `until` holds for it (10 s at most).
+async fn wait_until(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..1000 {
+        let execution: Value = client
+            .get(format!("{base}/api/v1/executions/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if until(&execution) {
+            return execution;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("execution {id} never reached the state waited for");
+}
+
+fn is_retrying(execution: &Value) -> bool {
+    execution["status"] == "retrying"
+}
+
+#[tokio::test]
+async fn a_503_is_retried_with_the_same_key_until_it_passes() {
+    let receiver = Receiver::start().await;
+    *receiver.status.lock().unwrap() = 503;
+    let retry = "{ attempts: 10, backoff: fixed, initial: 300ms, jitter: false }";
+    let server = TestServer::start(&project(&receiver.base, retry)).await;
+    let (status, body) = server
+        .post_hook("/hooks/shop/push", &json!({"id": 7}))
+        .await;
+    assert_eq!(status, 202);
+    let id = body["execution_id"].as_str().unwrap();
+
+    let waiting = wait_until(&server.client, &server.base, id, is_retrying).await;
+    assert_eq!(waiting["error"]["code"], "http_status");
+    assert_eq!(waiting["error"]["step"], "send");
+    assert!(waiting["next_attempt_at"].is_string(), "{waiting:#}");
+    assert_eq!(waiting["steps"][0]["id"], "shape");
+    assert_eq!(waiting["steps"][1]["status"], "failed");
+    assert_eq!(
+        waiting["steps"][1]["output"]["status"], 503,
+        "the answer of each attempt is kept"
+    );
+    let logged = waiting["log"][0]["message"].as_str().unwrap();
+    assert!(
+        logged.starts_with("attempt 1 of 10 failed: POST"),
+        "{logged}"
+    );
+    assert!(logged.ends_with("next attempt in 300ms"), "{logged}");
+
+    *receiver.status.lock().unwrap() = 200;
+    let execution = server.finished_execution(id).await;
+    assert_eq!(execution["status"], "succeeded");
+    let sends: Vec<_> = execution["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["id"] == "send")
+        .collect();
+    let attempts: Vec<_> = sends
+        .iter()
+        .map(|step| step["attempt"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=sends.len() as u64).collect();
+    assert_eq!(attempts, expected, "one record per attempt, numbered");
+    assert_eq!(sends.last().unwrap()["status"], "succeeded");
+    assert_eq!(
+        execution["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|step| step["id"] == "shape")
+            .count(),
+        1,
+        "a finished step is not run again"
+    );
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), sends.len());
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|request| request.headers["idempotency-key"].clone())
+        .collect();
+    assert!(
+        keys.iter().all(|key| key == &format!("{id}.send")),
+        "{keys:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_sets_the_next_attempt() {
+    let receiver = Receiver::start().await;
+    *receiver.status.lock().unwrap() = 429;
+    receiver
+        .headers
+        .lock()
+        .unwrap()
+        .push(("retry-after", String::from("2")));
+    let retry = "{ attempts: 3, backoff: fixed, initial: 10ms, jitter: false, max: 1m }";
+    let server = TestServer::start(&project(&receiver.base, retry)).await;
+    let (_, body) = server
+        .post_hook("/hooks/shop/push", &json!({"id": 1}))
+        .await;
+    let id = body["execution_id"].as_str().unwrap();
+    let waiting = wait_until(&server.client, &server.base, id, is_retrying).await;
+    let failed_at = switchboard_core::Timestamp::parse_rfc3339(
+        waiting["steps"][1]["finished_at"].as_str().unwrap(),
+    )
+    .unwrap();
+    let next =
+        switchboard_core::Timestamp::parse_rfc3339(waiting["next_attempt_at"].as_str().unwrap())
+            .unwrap();
+    let wait = next.duration_since(failed_at);
+    assert!(
+        wait >= Duration::from_millis(1900) && wait <= Duration::from_millis(2500),
+        "waits {wait:?}, not 10ms"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_last_attempt_fails_the_execution_and_a_4xx_is_not_retried() {
+    let receiver = Receiver::start().await;
+    *receiver.status.lock().unwrap() = 500;
+    let retry = "{ attempts: 3, backoff: exponential, initial: 10ms, jitter: false }";
+    let server = TestServer::start(&project(&receiver.base, retry)).await;
+    let execution = server.run_hook("/hooks/shop/push", &json!({"id": 1})).await;
+    assert_eq!(execution["status"], "failed");
+    assert_eq!(receiver.requests().len(), 3);
+    let last = execution["log"].as_array().unwrap().last().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.ends_with("answered 500 (attempt 3 of 3, the last)"),
+        "{last}"
+    );
+
+    *receiver.status.lock().unwrap() = 422;
+    let execution = server.run_hook("/hooks/shop/push", &json!({"id": 2})).await;
+    assert_eq!(execution["status"], "failed");
+    assert_eq!(
+        receiver.requests().len(),
+        4,
+        "a 422 is the request's fault: no retry"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_retry_survives_a_restart() {
+    let receiver = Receiver::start().await;
+    *receiver.status.lock().unwrap() = 503;
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("shop.yaml");
+    let retry = "{ attempts: 5, backoff: fixed, initial: 1s, jitter: false }";
+    std::fs::write(&file, project(&receiver.base, retry)).unwrap();
+    let data = folder.path().join("data");
+    let client = reqwest::Client::new();
+
+    let server = ServeProcess::start(&file, &data, &[]);
+    let response = client
+        .post(format!("{}/hooks/shop/push", server.base))
+        .json(&json!({"id": 9}))
+        .send()
+        .await
+        .unwrap();
+    let id = execution_id(response).await;
+    wait_until(&client, &server.base, &id, is_retrying).await;
+    assert_eq!(
+        server.terminate(),
+        0,
+        "a waiting retry holds no worker: shutdown is quick"
+    );
+
+    *receiver.status.lock().unwrap() = 200;
+    let server = ServeProcess::start(&file, &data, &[]);
+    let execution = wait_for_execution(&client, &server.base, &id).await;
+    assert_eq!(execution["status"], "succeeded");
+    let keys: Vec<_> = receiver
+        .requests()
+        .iter()
+        .map(|request| {
+            request.headers["idempotency-key"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(keys.len() >= 2);
+    assert!(
+        keys.iter().all(|key| *key == format!("{id}.send")),
+        "{keys:?}"
+    );
+    assert_eq!(server.terminate(), 0);
+}
