@@ -109,6 +109,7 @@ async fn evaluate(
             trigger: json!({"kind": "alert", "alert": alert.name, "status": notice["status"]}),
             input: notice.clone(),
             created_at: now,
+            dedupe: None,
         })
         .collect();
     let changed = engine

@@ -28,9 +28,9 @@ use std::time::Duration;
 use serde_json::Value;
 use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Secrets, Timestamp};
-use switchboard_expr::Limits;
-use switchboard_project::Project;
-use switchboard_store::{NewExecution, Store, StoreError};
+use switchboard_expr::{EvalError, Limits, Scope};
+use switchboard_project::{Dedupe, Flow, Project, Trigger, WebhookTrigger};
+use switchboard_store::{DedupeKey, Enqueued, NewExecution, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -69,6 +69,17 @@ impl Default for EngineConfig {
             alert_interval: Duration::from_secs(15),
         }
     }
+}
+
+/// An execution could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The flow's `dedupe` program failed on this request.
+    #[error("the dedupe key could not be computed: {0}")]
+    DedupeKey(EvalError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Could not build the engine.
@@ -130,25 +141,69 @@ impl Engine {
         &self.store
     }
 
-    /// Queues an execution of `integration`/`flow`; when this returns it is durable.
+    /// Queues an execution of `flow`; when this returns it is durable. For a webhook
+    /// flow with `dedupe`, a key seen within the window queues nothing and the answer
+    /// names the execution that holds it.
     pub async fn submit(
         &self,
-        integration: &str,
-        flow: &str,
+        flow: &Flow,
         trigger: Value,
         input: Value,
-    ) -> Result<ExecutionId, StoreError> {
+    ) -> Result<Enqueued, SubmitError> {
+        let created_at = Timestamp::now();
+        let dedupe = match &flow.trigger {
+            Trigger::Webhook(WebhookTrigger {
+                dedupe: Some(dedupe),
+                ..
+            }) => self
+                .dedupe_key(flow, dedupe, &trigger, &input)?
+                .map(|key| DedupeKey {
+                    key,
+                    expires_at: created_at.after(dedupe.window),
+                }),
+            _ => None,
+        };
         let new = NewExecution {
             id: ExecutionId::generate(),
-            integration: integration.to_owned(),
-            flow: flow.to_owned(),
+            integration: flow.integration.clone(),
+            flow: flow.name.clone(),
             trigger,
             input,
-            created_at: Timestamp::now(),
+            created_at,
+            dedupe,
         };
-        let id = self.store.enqueue(new).await?;
-        self.wake.notify_one();
-        Ok(id)
+        let enqueued = self.store.enqueue(new).await?;
+        if !enqueued.duplicate {
+            self.wake.notify_one();
+        }
+        Ok(enqueued)
+    }
+
+    /// The de-duplication key of a request: the program's result as text (a string as
+    /// it is), or `None` when it gives `null`.
+    fn dedupe_key(
+        &self,
+        flow: &Flow,
+        dedupe: &Dedupe,
+        trigger: &Value,
+        input: &Value,
+    ) -> Result<Option<String>, SubmitError> {
+        let config = self
+            .project
+            .integrations
+            .get(&flow.integration)
+            .map_or(Value::Null, |integration| integration.config_values());
+        let execution = serde_json::json!({"integration": flow.integration, "flow": flow.name});
+        let scope = Scope::new(input, trigger, &config, &self.secrets.to_json(), &execution);
+        let key = dedupe
+            .key
+            .eval_one(&scope, &self.config.expression_limits)
+            .map_err(SubmitError::DedupeKey)?;
+        Ok(match key {
+            Value::Null => None,
+            Value::String(text) => Some(text),
+            other => Some(other.to_string()),
+        })
     }
 
     /// Runs workers until `shutdown` is cancelled, then drains (see the crate docs).

@@ -10,11 +10,14 @@ use serde_saphyr::{Location, Spanned};
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    Backoff, BodyFormat, ConfigVar, Flow, HttpBody, HttpStep, Integration, Project, RetryPolicy,
-    Step, StepKind, Trigger, WebhookTrigger,
+    Backoff, BodyFormat, ConfigVar, Dedupe, Flow, HttpBody, HttpStep, Integration, Project,
+    RetryPolicy, Step, StepKind, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
 use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec};
+
+/// How long a webhook's de-duplication key holds, when not given.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The default timeout of an `http` step.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -369,7 +372,28 @@ impl FileChecker<'_> {
                 BodyFormat::Any
             }
         };
-        Some(Trigger::Webhook(WebhookTrigger { methods, accept }))
+        let dedupe = webhook.dedupe.as_ref().and_then(|key| {
+            let refs = StepRefs {
+                step: "",
+                earlier: &[],
+                later: &[],
+            };
+            let key = self.expr(key, "dedupe", &refs)?;
+            Some(Dedupe {
+                key,
+                window: webhook
+                    .dedupe_window
+                    .map_or(DEFAULT_DEDUPE_WINDOW, Duration::from),
+            })
+        });
+        if webhook.dedupe.is_none() && webhook.dedupe_window.is_some() {
+            self.report(&at, "`dedupe_window` goes with `dedupe`, the key");
+        }
+        Some(Trigger::Webhook(WebhookTrigger {
+            methods,
+            accept,
+            dedupe,
+        }))
     }
 
     /// A retry policy; unset fields take the `http` default.

@@ -178,6 +178,17 @@ pub struct WebhookTrigger {
     pub methods: Vec<String>,
     /// The bodies the hook takes.
     pub accept: BodyFormat,
+    /// How repeated deliveries are recognised, when they are.
+    pub dedupe: Option<Dedupe>,
+}
+
+/// Webhook de-duplication: requests with the same key within `window` start one execution.
+#[derive(Debug, Clone)]
+pub struct Dedupe {
+    /// The jq program giving the key; `null` means the request has none.
+    pub key: Expr,
+    /// How long a key holds.
+    pub window: Duration,
 }
 
 /// Which request bodies a webhook takes.

@@ -109,6 +109,14 @@ pub struct WebhookSpec {
     /// `json`, `form` or `text`.
     #[serde(default)]
     pub accept: Option<Spanned<String>>,
+    /// A jq program giving each request's de-duplication key (`.id`,
+    /// `$trigger.headers["x-request-id"]`); a request whose key was seen within
+    /// `dedupe_window` is answered with the first execution and not run again.
+    #[serde(default)]
+    pub dedupe: Option<Spanned<String>>,
+    /// How long a key holds (default `24h`).
+    #[serde(default)]
+    pub dedupe_window: Option<HumanDuration>,
 }
 
 /// One step. `id` and exactly one kind field are set.

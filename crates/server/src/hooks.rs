@@ -12,7 +12,9 @@ use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value, json};
 use switchboard_core::{ExecutionId, Timestamp};
+use switchboard_engine::SubmitError;
 use switchboard_project::{BodyFormat, Flow, Trigger};
+use switchboard_store::Enqueued;
 use switchboard_telemetry::metrics::WebhookOutcome;
 
 use serde::Serialize;
@@ -44,11 +46,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
     )),
     responses(
         (status = 202, description = "Accepted and durable.", body = Accepted),
+        (status = 200, description = "A repeat of a request seen within the flow's `dedupe_window`: nothing new was started; `execution_id` names the first one's execution.", body = Accepted),
         (status = 400, description = "The body does not parse as the flow's format.", body = ErrorBody),
         (status = 404, description = "No webhook flow has that name.", body = ErrorBody),
         (status = 405, description = "The flow does not take this method; `Allow` names those it does.", body = ErrorBody),
         (status = 413, description = "The body is over the size limit.", body = ErrorBody),
         (status = 415, description = "The flow does not take this content type.", body = ErrorBody),
+        (status = 422, description = "The flow's `dedupe` key could not be computed from the request.", body = ErrorBody),
         (status = 503, description = "The store does not answer; nothing was accepted.", body = ErrorBody),
     ))]
 pub(crate) async fn receive(
@@ -78,11 +82,19 @@ pub(crate) async fn receive(
     };
     let metrics = state.engine.metrics();
     match accepted {
-        Ok(id) => {
-            metrics.webhook_received(integration, flow_name, WebhookOutcome::Accepted);
-            tracing::Span::current().record("execution_id", id.as_str());
-            let accepted = Accepted { execution_id: id };
-            Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+        Ok(enqueued) => {
+            let (outcome, status) = if enqueued.duplicate {
+                (WebhookOutcome::Duplicate, StatusCode::OK)
+            } else {
+                (WebhookOutcome::Accepted, StatusCode::ACCEPTED)
+            };
+            metrics.webhook_received(integration, flow_name, outcome);
+            tracing::Span::current().record("execution_id", enqueued.id.as_str());
+            let accepted = Accepted {
+                execution_id: enqueued.id,
+                duplicate: enqueued.duplicate,
+            };
+            Ok((status, axum::Json(accepted)).into_response())
         }
         Err(error) => {
             metrics.webhook_received(
@@ -98,9 +110,13 @@ pub(crate) async fn receive(
 /// The answer to an accepted webhook.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
-    /// The execution it started.
+    /// The execution it started; for a duplicate, the one its first delivery started.
     #[schema(value_type = String, example = "exe_01JD3Q1Y0R8Z3T6V9W2X5A7B4C")]
     pub execution_id: ExecutionId,
+    /// Present and `true` when the request repeats one seen within the flow's
+    /// `dedupe_window`: nothing new was started.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// Checks, reads and parses a request to a webhook flow, and queues its execution.
@@ -111,7 +127,7 @@ async fn accept(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<ExecutionId, ApiError> {
+) -> Result<Enqueued, ApiError> {
     let received_at = Timestamp::now();
     let Trigger::Webhook(webhook) = &flow.trigger else {
         return Err(ApiError::not_found(format!(
@@ -152,9 +168,16 @@ async fn accept(
     });
     state
         .engine
-        .submit(&flow.integration, &flow.name, trigger, data)
+        .submit(flow, trigger, data)
         .await
-        .map_err(|error| ApiError::store_unavailable(&error))
+        .map_err(|error| match error {
+            SubmitError::DedupeKey(error) => ApiError::unprocessable(
+                "dedupe_key_failed",
+                format!("the flow's dedupe key could not be computed from this request: {error}"),
+            )
+            .at("body"),
+            SubmitError::Store(error) => ApiError::store_unavailable(&error),
+        })
 }
 
 /// Reads the body, stopping as soon as it passes `limit` bytes.

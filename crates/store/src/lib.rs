@@ -28,17 +28,19 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 pub use error::StoreError;
 pub use records::{
-    AlertChange, AlertState, Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter,
-    ExecutionStatus, ExecutionSummary, Finish, LeasedExecution, LogLevel, LogRecord, NewExecution,
-    Page, QueuedFlow, StepRecord, StepStatus, WindowStats,
+    AlertChange, AlertState, Checkpoint, DedupeKey, End, Enqueued, ErrorRecord, ExecutionDetail,
+    ExecutionFilter, ExecutionStatus, ExecutionSummary, Finish, LeasedExecution, LogLevel,
+    LogRecord, NewExecution, Page, QueuedFlow, StepRecord, StepStatus, WindowStats,
 };
 pub use sqlite::SqliteStore;
 
 /// Everything Switchboard keeps durably.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a new queued execution. When this returns, the execution is durable.
-    async fn enqueue(&self, new: NewExecution) -> Result<ExecutionId, StoreError>;
+    /// Stores a new queued execution; when this returns, it is durable. With a dedupe
+    /// key that a live key of the flow already holds, nothing is queued and the answer
+    /// names the execution holding it.
+    async fn enqueue(&self, new: NewExecution) -> Result<Enqueued, StoreError>;
 
     /// Leases up to `limit` executions runnable at `now` (queued, or retrying and due)
     /// to `node` until `expires_at`.

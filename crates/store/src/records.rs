@@ -72,6 +72,27 @@ pub struct NewExecution {
     pub input: Value,
     /// When it was accepted.
     pub created_at: Timestamp,
+    /// When set, the execution is queued only if no other execution of the flow holds
+    /// the same key.
+    pub dedupe: Option<DedupeKey>,
+}
+
+/// A de-duplication key of a new execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeKey {
+    /// The key, unique per flow while it lives.
+    pub key: String,
+    /// When the key stops holding.
+    pub expires_at: Timestamp,
+}
+
+/// What [`Store::enqueue`](crate::Store::enqueue) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The queued execution, or for a duplicate the one that holds its key.
+    pub id: ExecutionId,
+    /// Whether another execution already held the key, so nothing was queued.
+    pub duplicate: bool,
 }
 
 /// An execution handed to a worker.

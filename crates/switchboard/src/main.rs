@@ -302,14 +302,14 @@ async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(project) => project,
         Err(code) => return Ok(code),
     };
-    let Some((integration, _)) = project
+    let Some(flow) = project
         .integrations
-        .iter()
-        .find(|(_, integration)| integration.flows.contains_key(&args.flow))
+        .values()
+        .find_map(|integration| integration.flows.get(&args.flow))
+        .cloned()
     else {
         anyhow::bail!("{} has no flow `{}`", args.file.display(), args.flow);
     };
-    let integration = integration.clone();
     let input_text = match args.input.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the input file {path}"))?,
@@ -331,9 +331,7 @@ async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
         metrics,
     )?;
     let trigger = serde_json::json!({"kind": "manual", "body": input});
-    let id = engine
-        .submit(&integration, &args.flow, trigger, input)
-        .await?;
+    let id = engine.submit(&flow, trigger, input).await?.id;
     let stop = CancellationToken::new();
     let worker = tokio::spawn(Arc::clone(&engine).run(stop.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from(args.timeout);

@@ -16,7 +16,8 @@ use metrics_exporter_prometheus::{
 
 /// The metric names, with their unit in the name.
 pub mod names {
-    /// Inbound webhook requests, by `outcome` (`accepted`, `rejected`) and, when rejected, `reason`.
+    /// Inbound webhook requests, by `outcome` (`accepted`, `duplicate`, `rejected`) and,
+    /// when rejected, `reason`.
     pub const WEBHOOKS_RECEIVED: &str = "switchboard_webhooks_received_total";
     /// Executions a worker started running (a resumed execution counts again).
     pub const EXECUTIONS_STARTED: &str = "switchboard_executions_started_total";
@@ -82,6 +83,8 @@ static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, 
 pub enum WebhookOutcome {
     /// Durable and acknowledged.
     Accepted,
+    /// A repeat of a request seen within the flow's de-duplication window.
+    Duplicate,
     /// Refused; the reason is the error code of the answer.
     Rejected(&'static str),
 }
@@ -219,6 +222,7 @@ impl Metrics {
         let mut labels = flow_labels(integration, flow);
         match outcome {
             WebhookOutcome::Accepted => labels.push(Label::new("outcome", "accepted")),
+            WebhookOutcome::Duplicate => labels.push(Label::new("outcome", "duplicate")),
             WebhookOutcome::Rejected(reason) => {
                 labels.push(Label::new("outcome", "rejected"));
                 labels.push(Label::new("reason", reason));

@@ -15,7 +15,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_telemetry::Metrics;
 
-use crate::records::{AlertChange, AlertState, WindowStats};
+use crate::records::{AlertChange, AlertState, Enqueued, WindowStats};
 use crate::records::{
     Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus,
     ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord,
@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("schema_2.sql")),
     (3, include_str!("schema_3.sql")),
+    (4, include_str!("schema_4.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -276,6 +277,48 @@ fn next_seq(connection: &Connection, table: &str, id: &str) -> Result<u32, Store
     ))
 }
 
+/// The execution holding `new`'s dedupe key, if a live one does; otherwise the key is
+/// taken for `new` (its execution must be inserted in the same transaction).
+fn dedupe_holder(
+    connection: &Connection,
+    new: &NewExecution,
+) -> Result<Option<ExecutionId>, StoreError> {
+    let Some(dedupe) = &new.dedupe else {
+        return Ok(None);
+    };
+    let holder: Option<String> = connection
+        .prepare_cached(
+            "SELECT execution_id FROM dedupe_keys
+              WHERE integration = ?1 AND flow = ?2 AND key = ?3 AND expires_at > ?4",
+        )?
+        .query_row(
+            params![
+                new.integration,
+                new.flow,
+                dedupe.key,
+                new.created_at.millis()
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(holder) = holder {
+        return Ok(Some(parse_id(&holder)?));
+    }
+    connection
+        .prepare_cached(
+            "INSERT OR REPLACE INTO dedupe_keys (integration, flow, key, execution_id, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            new.integration,
+            new.flow,
+            dedupe.key,
+            new.id.as_str(),
+            dedupe.expires_at.millis()
+        ])?;
+    Ok(None)
+}
+
 /// Queues a new execution, runnable at once.
 fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), StoreError> {
     connection
@@ -428,11 +471,20 @@ fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn enqueue(&self, new: NewExecution) -> Result<ExecutionId, StoreError> {
+    async fn enqueue(&self, new: NewExecution) -> Result<Enqueued, StoreError> {
         self.writer
             .write(move |connection| {
+                if let Some(holder) = dedupe_holder(connection, &new)? {
+                    return Ok(Enqueued {
+                        id: holder,
+                        duplicate: true,
+                    });
+                }
                 insert_execution(connection, &new)?;
-                Ok(new.id)
+                Ok(Enqueued {
+                    id: new.id,
+                    duplicate: false,
+                })
             })
             .await
     }

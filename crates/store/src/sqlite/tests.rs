@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::records::DedupeKey;
 use crate::records::{End, Finish};
 
 fn new_execution(flow: &str) -> NewExecution {
@@ -11,6 +12,7 @@ fn new_execution(flow: &str) -> NewExecution {
         trigger: json!({"kind": "webhook"}),
         input: json!({"n": 1}),
         created_at: Timestamp::now(),
+        dedupe: None,
     }
 }
 
@@ -40,7 +42,7 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
     let folder = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let node = NodeId::generate();
-    let id = store.enqueue(new_execution("a")).await.unwrap();
+    let id = store.enqueue(new_execution("a")).await.unwrap().id;
 
     let leased = store
         .lease(&node, 10, Timestamp::now(), soon())
@@ -95,7 +97,7 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
     let folder = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let (first, second) = (NodeId::generate(), NodeId::generate());
-    let id = store.enqueue(new_execution("a")).await.unwrap();
+    let id = store.enqueue(new_execution("a")).await.unwrap().id;
     let leased = store
         .lease(&first, 1, Timestamp::now(), soon())
         .await
@@ -162,7 +164,8 @@ async fn listing_pages_newest_first_with_filters() {
             store
                 .enqueue(new_execution(if index % 2 == 0 { "even" } else { "odd" }))
                 .await
-                .unwrap(),
+                .unwrap()
+                .id,
         );
     }
     let first = store
@@ -372,7 +375,7 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
     let folder = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let node = NodeId::generate();
-    let id = store.enqueue(new_execution("a")).await.unwrap();
+    let id = store.enqueue(new_execution("a")).await.unwrap().id;
     let t0 = Timestamp::now();
     let leased = store.lease(&node, 1, t0, soon()).await.unwrap();
     let mut failed = step(0, "call");
@@ -419,4 +422,44 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
         again[0].finished_steps.is_empty(),
         "a failed step is tried again"
     );
+}
+
+#[tokio::test]
+async fn a_dedupe_key_admits_one_execution_per_window() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let keyed = |key: &str, window_ms: i64| {
+        let mut new = new_execution("a");
+        new.dedupe = Some(DedupeKey {
+            key: key.to_owned(),
+            expires_at: Timestamp(new.created_at.millis() + window_ms),
+        });
+        new
+    };
+    let first = store.enqueue(keyed("evt_1", 60_000)).await.unwrap();
+    assert!(!first.duplicate);
+    let again = store.enqueue(keyed("evt_1", 60_000)).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.id, first.id, "a duplicate names the first execution");
+    let other = store.enqueue(keyed("evt_2", 60_000)).await.unwrap();
+    assert!(!other.duplicate);
+    let mut elsewhere = keyed("evt_1", 60_000);
+    elsewhere.flow = String::from("b");
+    assert!(
+        !store.enqueue(elsewhere).await.unwrap().duplicate,
+        "keys are per flow"
+    );
+    let page = store
+        .executions(ExecutionFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3, "the duplicate queued nothing");
+
+    let short = store.enqueue(keyed("evt_3", 0)).await.unwrap();
+    let after_window = store.enqueue(keyed("evt_3", 0)).await.unwrap();
+    assert!(
+        !after_window.duplicate,
+        "an expired key admits a new execution"
+    );
+    assert_ne!(after_window.id, short.id);
 }

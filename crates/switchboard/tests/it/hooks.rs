@@ -336,3 +336,81 @@ async fn secrets_are_redacted_from_records() {
     );
     assert_eq!(execution["log"][0]["message"], "token is ***");
 }
+
+#[tokio::test]
+async fn a_repeated_delivery_is_answered_with_the_first_execution() {
+    let server = TestServer::start(
+        r#"
+name: events
+flows:
+  incoming:
+    trigger:
+      webhook:
+        dedupe: '.id // $trigger.headers["x-request-id"]'
+        dedupe_window: 400ms
+    steps:
+      - id: echo
+        transform: .
+  strict:
+    trigger: { webhook: { dedupe: '.id | ascii_downcase' } }
+    steps:
+      - id: echo
+        transform: .
+"#,
+    )
+    .await;
+    let hook = "/hooks/events/incoming";
+    let (status, first) = server.post_hook(hook, &json!({"id": "evt_1"})).await;
+    assert_eq!(status, 202);
+    assert_eq!(first.get("duplicate"), None);
+    let (status, again) = server
+        .post_hook(hook, &json!({"id": "evt_1", "n": 2}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        again,
+        json!({"execution_id": first["execution_id"], "duplicate": true})
+    );
+    let (status, other) = server.post_hook(hook, &json!({"id": "evt_2"})).await;
+    assert_eq!(status, 202);
+    assert_ne!(other["execution_id"], first["execution_id"]);
+
+    let by_header = || {
+        server
+            .client
+            .post(server.url(hook))
+            .header("x-request-id", "req-9")
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(by_header().await.unwrap().status(), 202);
+    assert_eq!(
+        by_header().await.unwrap().status(),
+        200,
+        "the header is the key"
+    );
+    for _ in 0..2 {
+        let (status, _) = server.post_hook(hook, &json!({"no": "key"})).await;
+        assert_eq!(status, 202, "a request without a key is never a duplicate");
+    }
+
+    let (status, error) = server
+        .post_hook("/hooks/events/strict", &json!({"id": 42}))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(error["error"]["code"], "dedupe_key_failed");
+    assert_eq!(error["error"]["path"], "body");
+
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    let (status, later) = server.post_hook(hook, &json!({"id": "evt_1"})).await;
+    assert_eq!(status, 202, "the window is over");
+    assert_ne!(later["execution_id"], first["execution_id"]);
+
+    let (_, listed) = server.get_json("/api/v1/executions?flow=incoming").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 6);
+    let metrics = server.get_text("/metrics").await;
+    assert!(metrics.contains(
+        r#"switchboard_webhooks_received_total{integration="events",flow="incoming",outcome="duplicate"} 2"#
+    ), "{metrics}");
+    server.stop().await;
+}
