@@ -19,6 +19,9 @@ use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, RetrySpec, StepSpec, Trig
 /// How long a webhook's de-duplication key holds, when not given.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+/// The header an `http` step's idempotency key goes in, when not given.
+pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
 /// The default timeout of an `http` step.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -533,7 +536,7 @@ impl FileChecker<'_> {
         }
         let http = spec.http.as_ref()?;
         self.http(&http.value, &http.referenced, &refs)
-            .map(StepKind::Http)
+            .map(|http| StepKind::Http(Box::new(http)))
     }
 
     fn http(&mut self, spec: &HttpSpec, at: &Location, refs: &StepRefs<'_>) -> Option<HttpStep> {
@@ -580,6 +583,30 @@ impl FileChecker<'_> {
                 );
             }
         }
+        let idempotency_header = match (spec.idempotency, &spec.idempotency_header) {
+            (Some(false), Some(header)) => {
+                self.report(
+                    &header.referenced,
+                    "`idempotency_header` names the header of a key that `idempotency: false` turns off",
+                );
+                None
+            }
+            (Some(false), None) => None,
+            (_, Some(header)) => {
+                let valid = !header.value.is_empty()
+                    && header.value.bytes().all(|byte| {
+                        byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+                    });
+                if !valid {
+                    self.report(
+                        &header.referenced,
+                        format!("`{}` is not a header name", header.value),
+                    );
+                }
+                Some(header.value.clone())
+            }
+            (_, None) => Some(String::from(DEFAULT_IDEMPOTENCY_HEADER)),
+        };
         let url = url?;
         (self.problems.len() == problems_before).then(|| HttpStep {
             method,
@@ -589,6 +616,7 @@ impl FileChecker<'_> {
             body,
             timeout: spec.timeout.map_or(DEFAULT_HTTP_TIMEOUT, Duration::from),
             accept: spec.accept.clone(),
+            idempotency_header,
         })
     }
 

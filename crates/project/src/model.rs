@@ -233,7 +233,7 @@ pub enum StepKind {
     /// Output the single result of a jq program.
     Transform(Expr),
     /// Send an HTTP request.
-    Http(HttpStep),
+    Http(Box<HttpStep>),
     /// Add a message to the execution's log.
     Log(Template),
 }
@@ -266,6 +266,9 @@ pub struct HttpStep {
     pub timeout: Duration,
     /// Non-2xx statuses that do not fail the step.
     pub accept: Vec<u16>,
+    /// The header carrying `<execution id>.<step id>`, the same on every attempt;
+    /// `None` when the step sends none.
+    pub idempotency_header: Option<String>,
 }
 
 /// The body of an `http` step.

@@ -169,6 +169,12 @@ pub struct HttpSpec {
     /// Non-2xx statuses that do not fail the step, e.g. `[404]`.
     #[serde(default)]
     pub accept: Vec<u16>,
+    /// Whether the request carries an idempotency key (default `true`).
+    #[serde(default)]
+    pub idempotency: Option<bool>,
+    /// The header that carries it (default `Idempotency-Key`).
+    #[serde(default)]
+    pub idempotency_header: Option<Spanned<String>>,
 }
 
 /// One alert rule: a condition watched over the integration's executions, and whom to

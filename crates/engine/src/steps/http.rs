@@ -1,6 +1,7 @@
 //! The `http` step: one request, its answer as `{status, headers, body}`.
 //!
-//! Every request carries `Idempotency-Key: <execution id>.<step id>`, the same on every
+//! Every request carries `Idempotency-Key: <execution id>.<step id>` (the header is the
+//! step's `idempotency_header`; `idempotency: false` leaves it out), the same on every
 //! attempt, so a receiver that honours it applies the effect once even when the step
 //! runs again after a crash between its answer and our checkpoint. It also carries a W3C
 //! `traceparent` in the execution's trace, unless the step sets one itself.
@@ -12,9 +13,6 @@ use switchboard_project::{HttpBody, HttpStep};
 use switchboard_telemetry::{TraceContext, otel};
 
 use super::{StepContext, StepError, StepOutcome};
-
-/// The header that carries the idempotency key.
-const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 pub(crate) async fn run(step: &HttpStep, context: &StepContext<'_>) -> StepOutcome {
     let request = match Request::build(step, context) {
@@ -92,10 +90,12 @@ impl Request {
                     .map_err(expression("headers"))?,
             ));
         }
-        headers.push((
-            IDEMPOTENCY_HEADER.to_owned(),
-            format!("{}.{}", context.execution, context.step),
-        ));
+        if let Some(header) = &step.idempotency_header {
+            headers.push((
+                header.clone(),
+                format!("{}.{}", context.execution, context.step),
+            ));
+        }
         let has_trace = headers
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case(TraceContext::HEADER));

@@ -190,6 +190,8 @@ impl FileChecker<'_> {
                     body: None,
                     timeout: None,
                     accept: Vec::new(),
+                    idempotency: None,
+                    idempotency_header: None,
                 };
                 let refs = StepRefs {
                     step: "post",
@@ -205,7 +207,7 @@ impl FileChecker<'_> {
                     trigger: Trigger::Alert,
                     steps: vec![Step {
                         id: String::from("post"),
-                        kind: StepKind::Http(step),
+                        kind: StepKind::Http(Box::new(step)),
                         retry: None,
                     }],
                     retry: None,

@@ -228,3 +228,35 @@ async fn a_waiting_retry_survives_a_restart() {
     );
     assert_eq!(server.terminate(), 0);
 }
+
+#[tokio::test]
+async fn the_idempotency_header_can_be_renamed_or_left_out() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start(&format!(
+        r#"
+name: shop
+flows:
+  push:
+    trigger: {{ webhook: {{}} }}
+    steps:
+      - id: renamed
+        http: {{ method: POST, url: "{base}/a", idempotency_header: X-Request-Key }}
+      - id: without
+        http: {{ method: POST, url: "{base}/b", idempotency: false }}
+"#,
+        base = receiver.base
+    ))
+    .await;
+    let execution = server.run_hook("/hooks/shop/push", &json!({})).await;
+    assert_eq!(execution["status"], "succeeded");
+    let id = execution["id"].as_str().unwrap();
+    let requests = receiver.requests();
+    assert_eq!(
+        requests[0].headers["x-request-key"],
+        format!("{id}.renamed").as_str()
+    );
+    assert!(!requests[0].headers.contains_key("idempotency-key"));
+    assert!(!requests[1].headers.contains_key("idempotency-key"));
+    assert!(!requests[1].headers.contains_key("x-request-key"));
+    server.stop().await;
+}
