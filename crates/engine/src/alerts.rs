@@ -110,6 +110,7 @@ async fn evaluate(
             input: notice.clone(),
             created_at: now,
             dedupe: None,
+            replay_of: None,
         })
         .collect();
     let changed = engine

@@ -7,17 +7,19 @@ use switchboard_core::{HumanDuration, Timestamp};
 use switchboard_expr::Scope;
 use switchboard_project::Flow;
 use switchboard_store::{
-    Checkpoint, End, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel, LogRecord,
-    StepRecord, StepStatus, StoreError,
+    Checkpoint, Checkpointed, End, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel,
+    LogRecord, StepRecord, StepStatus, StoreError,
 };
 use switchboard_telemetry::{TraceContext, otel};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Engine;
 use crate::steps::{self, StepContext, StepError};
 
-/// Runs a leased execution to its end, or until its lease is lost.
-pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
+/// Runs a leased execution to its end, or until its lease is lost or `stop` (an
+/// operator's cancel) fires.
+pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: CancellationToken) {
     let flow = engine
         .project
         .flow(&leased.integration, &leased.flow)
@@ -38,8 +40,8 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
     span.record("trace_id", trace.trace_id());
     async {
         let _running = engine.metrics.execution_started(&leased.integration, &leased.flow, trigger);
-        let mut run = ExecutionRun::new(engine, &leased, trace);
-        let finish = match flow {
+        let mut run = ExecutionRun::new(engine, &leased, trace, stop);
+        let result = match flow {
             Some(flow) => run.steps(&flow).await,
             None => Err(RunError::Failed(ErrorRecord {
                 code: String::from("flow_not_found"),
@@ -47,34 +49,39 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution) {
                 step: None,
             })),
         };
-        let finish = match finish {
-            Ok(()) => Finish { status: ExecutionStatus::Succeeded, error: None },
+        let end = match result {
+            Ok(()) => Some(End::Finished(Finish { status: ExecutionStatus::Succeeded, error: None })),
+            Err(RunError::Failed(error)) => {
+                tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), "Execution failed.");
+                Some(End::Finished(Finish { status: ExecutionStatus::Failed, error: Some(error) }))
+            }
+            Err(RunError::Retry { at, error }) => {
+                tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), next_attempt_at = %at, "Step failed; it will be tried again.");
+                Some(End::Retry { at, error })
+            }
+            // The store ends the execution `cancelled` at this checkpoint.
+            Err(RunError::CancelRequested) => None,
+            Err(RunError::Cancelled) => {
+                run.cancelled();
+                return;
+            }
             Err(RunError::Lost(error)) => {
                 tracing::warn!(%error, "Execution abandoned.");
                 return;
             }
-            Err(RunError::Retry { at, error }) => {
-                tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), next_attempt_at = %at, "Step failed; it will be tried again.");
-                if let Err(error) = run.checkpoint(Some(End::Retry { at, error })).await {
-                    tracing::warn!(%error, "Could not record the retry; the execution will run again.");
-                }
-                return;
-            }
-            Err(RunError::Failed(error)) => {
-                tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), "Execution failed.");
-                Finish { status: ExecutionStatus::Failed, error: Some(error) }
-            }
         };
-        let outcome = finish.status.as_str();
-        match run.checkpoint(Some(End::Finished(finish))).await {
-            Ok(()) => engine.metrics.execution_finished(
-                &leased.integration,
-                &leased.flow,
-                trigger,
-                outcome,
-                Timestamp::now().duration_since(leased.created_at),
-            ),
-            Err(error) => tracing::warn!(%error, "Could not record the end of the execution; it will run again."),
+        let outcome = match &end {
+            Some(End::Finished(finish)) => Some(finish.status.as_str()),
+            _ => None,
+        };
+        match run.checkpoint(end).await {
+            Ok(Checkpointed::Cancelled) => run.cancelled(),
+            Ok(Checkpointed::Saved) => {
+                if let Some(outcome) = outcome {
+                    run.finished(outcome);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Could not record how the execution went on; it will run again."),
         }
     }
     .instrument(span)
@@ -105,6 +112,10 @@ enum RunError {
     },
     /// The store refused a checkpoint: the execution is someone else's now, or will be.
     Lost(StoreError),
+    /// An operator cancelled the execution here: the running step was stopped.
+    CancelRequested,
+    /// The store ended the execution `cancelled` at a checkpoint.
+    Cancelled,
 }
 
 /// The state of one execution while it runs.
@@ -113,6 +124,7 @@ struct ExecutionRun<'a> {
     leased: &'a LeasedExecution,
     scope: Scope,
     trace: TraceContext,
+    stop: CancellationToken,
     pending_steps: Vec<StepRecord>,
     pending_logs: Vec<LogRecord>,
     next_step_seq: u32,
@@ -120,7 +132,12 @@ struct ExecutionRun<'a> {
 }
 
 impl<'a> ExecutionRun<'a> {
-    fn new(engine: &'a Engine, leased: &'a LeasedExecution, trace: TraceContext) -> Self {
+    fn new(
+        engine: &'a Engine,
+        leased: &'a LeasedExecution,
+        trace: TraceContext,
+        stop: CancellationToken,
+    ) -> Self {
         let config = engine
             .project
             .integrations
@@ -147,6 +164,7 @@ impl<'a> ExecutionRun<'a> {
             leased,
             scope,
             trace,
+            stop,
             pending_steps: Vec::new(),
             pending_logs: Vec::new(),
             next_step_seq: leased.next_step_seq,
@@ -181,9 +199,15 @@ impl<'a> ExecutionRun<'a> {
                 + 1;
             let started_at = Timestamp::now();
             let started = Instant::now();
-            let outcome = steps::run(&step.kind, &context)
-                .instrument(tracing::info_span!("step", step = %step.id, kind))
-                .await;
+            let running = steps::run(&step.kind, &context)
+                .instrument(tracing::info_span!("step", step = %step.id, kind));
+            let outcome = tokio::select! {
+                outcome = running => outcome,
+                () = self.stop.cancelled() => {
+                    self.log(LogLevel::Warn, Some(&step.id), String::from("stopped: the execution was cancelled"));
+                    return Err(RunError::CancelRequested);
+                }
+            };
             let finished_at = Timestamp::now();
             for (level, message) in outcome.logs {
                 tracing::info!(step = %step.id, "{}", self.engine.secrets.redact(&message));
@@ -257,7 +281,9 @@ impl<'a> ExecutionRun<'a> {
                 self.scope.set_step(&step.id, &output);
             }
             // Each finished step is committed before the next starts.
-            self.checkpoint(None).await.map_err(RunError::Lost)?;
+            if self.checkpoint(None).await.map_err(RunError::Lost)? == Checkpointed::Cancelled {
+                return Err(RunError::Cancelled);
+            }
         }
         Ok(())
     }
@@ -287,8 +313,31 @@ impl<'a> ExecutionRun<'a> {
         });
     }
 
+    /// The execution ended `cancelled`.
+    fn cancelled(&self) {
+        tracing::info!("Execution cancelled.");
+        self.finished("cancelled");
+    }
+
+    /// Reports the end of the execution.
+    fn finished(&self, outcome: &'static str) {
+        let leased = self.leased;
+        let trigger = self
+            .engine
+            .project
+            .flow(&leased.integration, &leased.flow)
+            .map_or("unknown", |flow| flow.trigger.kind());
+        self.engine.metrics.execution_finished(
+            &leased.integration,
+            &leased.flow,
+            trigger,
+            outcome,
+            Timestamp::now().duration_since(leased.created_at),
+        );
+    }
+
     /// Writes everything pending, and the end of the lease when `end` is set.
-    async fn checkpoint(&mut self, end: Option<End>) -> Result<(), StoreError> {
+    async fn checkpoint(&mut self, end: Option<End>) -> Result<Checkpointed, StoreError> {
         let checkpoint = Checkpoint {
             execution: self.leased.id.clone(),
             lease: self.leased.lease.clone(),

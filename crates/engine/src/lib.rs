@@ -30,7 +30,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Secrets, Timestamp};
 use switchboard_expr::{EvalError, Limits, Scope};
 use switchboard_project::{Dedupe, Flow, Project, Trigger, WebhookTrigger};
-use switchboard_store::{DedupeKey, Enqueued, NewExecution, Store, StoreError};
+use switchboard_store::{Control, DedupeKey, Enqueued, NewExecution, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -87,6 +87,14 @@ pub enum SubmitError {
 #[error("cannot build the HTTP client: {0}")]
 pub struct EngineError(#[from] reqwest::Error);
 
+/// An execution this engine is running.
+struct InFlight {
+    /// Its lease.
+    lease: LeaseToken,
+    /// Fires when an operator cancels it.
+    stop: CancellationToken,
+}
+
 /// The engine of one Switchboard process.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -97,7 +105,7 @@ pub struct Engine {
     config: EngineConfig,
     node: NodeId,
     wake: Notify,
-    in_flight: Mutex<HashMap<ExecutionId, LeaseToken>>,
+    in_flight: Mutex<HashMap<ExecutionId, InFlight>>,
 }
 
 impl Engine {
@@ -171,6 +179,7 @@ impl Engine {
             input,
             created_at,
             dedupe,
+            replay_of: None,
         };
         let enqueued = self.store.enqueue(new).await?;
         if !enqueued.duplicate {
@@ -259,11 +268,18 @@ impl Engine {
                         Err(_) => break,
                     },
                 };
-                self.track(&execution.id, Some(&execution.lease));
+                let stop = CancellationToken::new();
+                self.track(
+                    &execution.id,
+                    Some(InFlight {
+                        lease: execution.lease.clone(),
+                        stop: stop.clone(),
+                    }),
+                );
                 let engine = Arc::clone(&self);
                 running.spawn(async move {
                     let id = execution.id.clone();
-                    execution::run(&engine, execution).await;
+                    execution::run(&engine, execution, stop).await;
                     engine.track(&id, None);
                     drop(slot);
                 });
@@ -274,14 +290,14 @@ impl Engine {
         alerting.abort();
     }
 
-    /// Remembers (or forgets) the lease of a running execution.
-    fn track(&self, id: &ExecutionId, lease: Option<&LeaseToken>) {
+    /// Remembers (or forgets) a running execution.
+    fn track(&self, id: &ExecutionId, running: Option<InFlight>) {
         let mut in_flight = self
             .in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match lease {
-            Some(lease) => in_flight.insert(id.clone(), lease.clone()),
+        match running {
+            Some(running) => in_flight.insert(id.clone(), running),
             None => in_flight.remove(id),
         };
     }
@@ -293,8 +309,70 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         in_flight
             .iter()
-            .map(|(id, lease)| (id.clone(), lease.clone()))
+            .map(|(id, running)| (id.clone(), running.lease.clone()))
             .collect()
+    }
+
+    /// Queues a failed execution again at its failed step, with fresh attempts.
+    pub async fn retry(&self, id: &ExecutionId) -> Result<Control, StoreError> {
+        let control = self.store.retry_failed(id).await?;
+        if control == Control::Applied {
+            self.wake.notify_one();
+        }
+        Ok(control)
+    }
+
+    /// Starts a new execution with the trigger and input of `id`, linked to it; `None`
+    /// when there is no such execution.
+    pub async fn replay(&self, id: &ExecutionId) -> Result<Option<ExecutionId>, StoreError> {
+        let Some(original) = self.store.execution(id).await? else {
+            return Ok(None);
+        };
+        let new = NewExecution {
+            id: ExecutionId::generate(),
+            integration: original.summary.integration,
+            flow: original.summary.flow,
+            trigger: original.trigger,
+            input: original.input,
+            created_at: Timestamp::now(),
+            dedupe: None,
+            replay_of: Some(id.clone()),
+        };
+        let enqueued = self.store.enqueue(new).await?;
+        self.wake.notify_one();
+        Ok(Some(enqueued.id))
+    }
+
+    /// Cancels an execution: at once when it waits; when it runs here, its running step
+    /// is stopped, and elsewhere it stops at its next checkpoint.
+    pub async fn cancel(&self, id: &ExecutionId) -> Result<Control, StoreError> {
+        let control = self.store.cancel(id).await?;
+        if control == Control::Applied
+            && let Some(cancelled) = self.store.execution(id).await?
+        {
+            let summary = cancelled.summary;
+            let trigger = self
+                .project
+                .flow(&summary.integration, &summary.flow)
+                .map_or("unknown", |flow| flow.trigger.kind());
+            self.metrics.execution_finished(
+                &summary.integration,
+                &summary.flow,
+                trigger,
+                "cancelled",
+                Timestamp::now().duration_since(summary.created_at),
+            );
+        }
+        if control == Control::CancelRequested {
+            let in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(running) = in_flight.get(id) {
+                running.stop.cancel();
+            }
+        }
+        Ok(control)
     }
 
     /// Waits up to the grace period for running executions, then stops them and gives

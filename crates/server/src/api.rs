@@ -9,7 +9,7 @@ use serde_json::Value;
 use switchboard_core::ExecutionId;
 use switchboard_project::{Integration, Trigger};
 use switchboard_store::{
-    AlertState, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Page,
+    AlertState, Control, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Page,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +31,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_integration))
         .routes(routes!(list_executions))
         .routes(routes!(get_execution))
+        .routes(routes!(retry_execution))
+        .routes(routes!(replay_execution))
+        .routes(routes!(cancel_execution))
         .routes(routes!(list_alerts))
 }
 
@@ -374,7 +377,7 @@ async fn get_execution(
     Path(id): Path<String>,
 ) -> Result<axum::Json<ExecutionDetail>, ApiError> {
     let not_found = || ApiError::not_found(format!("no execution `{id}`"));
-    let parsed: ExecutionId = id.parse().map_err(|_| not_found())?;
+    let parsed = path_id(&id)?;
     let execution = state
         .engine
         .store()
@@ -382,6 +385,143 @@ async fn get_execution(
         .await
         .map_err(|error| ApiError::store_unavailable(&error))?;
     execution.map(axum::Json).ok_or_else(not_found)
+}
+
+/// An execution id from a path: one that cannot name an execution is not found.
+fn path_id(id: &str) -> Result<ExecutionId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("no execution `{id}`")))
+}
+
+/// The execution after an operator's action on it.
+async fn summary_after(state: &AppState, id: &ExecutionId) -> Result<ExecutionSummary, ApiError> {
+    state
+        .engine
+        .store()
+        .execution(id)
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?
+        .map(|detail| detail.summary)
+        .ok_or_else(|| ApiError::not_found(format!("no execution `{id}`")))
+}
+
+/// The answer to an operator's action that could not apply.
+fn control_refused(id: &ExecutionId, control: Control, action: &str, allowed: &str) -> ApiError {
+    match control {
+        Control::WrongStatus(status) => ApiError::conflict(format!(
+            "execution {id} is {}; only {allowed} can be {action}",
+            status.as_str()
+        )),
+        _ => ApiError::not_found(format!("no execution `{id}`")),
+    }
+}
+
+/// Resumes a failed execution at its failed step, keeping the outputs of the steps
+/// before it; the step gets a fresh set of attempts.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/retry", tag = "executions",
+    params(("id" = String, Path, pattern = "^exe_[0-7][0-9A-HJKMNP-TV-Z]{25}$", description = "The execution's id.")),
+    responses(
+        (status = 202, description = "Queued again.", body = ExecutionSummary),
+        (status = 404, description = "No execution has that id.", body = ErrorBody),
+        (status = 409, description = "The execution has not failed.", body = ErrorBody),
+        (status = 503, description = "The store does not answer.", body = ErrorBody),
+    ))]
+async fn retry_execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<ExecutionSummary>), ApiError> {
+    let id = path_id(&id)?;
+    let control = state
+        .engine
+        .retry(&id)
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?;
+    if control != Control::Applied {
+        return Err(control_refused(
+            &id,
+            control,
+            "retried",
+            "failed executions",
+        ));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(summary_after(&state, &id).await?),
+    ))
+}
+
+/// The answer to a replay.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    /// The new execution.
+    #[schema(value_type = String)]
+    pub execution_id: ExecutionId,
+    /// The execution it replays.
+    #[schema(value_type = String)]
+    pub replay_of: ExecutionId,
+}
+
+/// Starts a new execution with the same trigger and input, linked to the original
+/// (`replay_of`), whatever state the original is in.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/replay", tag = "executions",
+    params(("id" = String, Path, pattern = "^exe_[0-7][0-9A-HJKMNP-TV-Z]{25}$", description = "The execution to replay.")),
+    responses(
+        (status = 202, description = "The new execution is queued.", body = Replayed),
+        (status = 404, description = "No execution has that id.", body = ErrorBody),
+        (status = 503, description = "The store does not answer.", body = ErrorBody),
+    ))]
+async fn replay_execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<Replayed>), ApiError> {
+    let id = path_id(&id)?;
+    let new = state
+        .engine
+        .replay(&id)
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?
+        .ok_or_else(|| ApiError::not_found(format!("no execution `{id}`")))?;
+    let replayed = Replayed {
+        execution_id: new,
+        replay_of: id,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(replayed)))
+}
+
+/// Cancels an execution: a queued or retrying one at once (`200`); a running one stops
+/// its running step and ends `cancelled` (`202`: it is on its way).
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, pattern = "^exe_[0-7][0-9A-HJKMNP-TV-Z]{25}$", description = "The execution's id.")),
+    responses(
+        (status = 200, description = "Cancelled.", body = ExecutionSummary),
+        (status = 202, description = "Running: it stops at once here, or at its next checkpoint elsewhere.", body = ExecutionSummary),
+        (status = 404, description = "No execution has that id.", body = ErrorBody),
+        (status = 409, description = "The execution has already ended.", body = ErrorBody),
+        (status = 503, description = "The store does not answer.", body = ErrorBody),
+    ))]
+async fn cancel_execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<ExecutionSummary>), ApiError> {
+    let id = path_id(&id)?;
+    let control = state
+        .engine
+        .cancel(&id)
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?;
+    let status = match control {
+        Control::Applied => StatusCode::OK,
+        Control::CancelRequested => StatusCode::ACCEPTED,
+        refused => {
+            return Err(control_refused(
+                &id,
+                refused,
+                "cancelled",
+                "queued, retrying or running executions",
+            ));
+        }
+    };
+    Ok((status, axum::Json(summary_after(&state, &id).await?)))
 }
 
 /// An alert rule and its state.

@@ -97,6 +97,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_body", message).at("body")
     }
 
+    /// 409 `conflict`: the action does not fit the resource's state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     /// 422 with `code`: the input was read but cannot be used.
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
@@ -140,7 +145,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable code: `not_found`, `method_not_allowed`, `payload_too_large`,
     /// `unsupported_media_type`, `invalid_json`, `invalid_body`, `invalid_query`,
-    /// `dedupe_key_failed`, `store_unavailable` or `internal`.
+    /// `dedupe_key_failed`, `conflict`, `store_unavailable` or `internal`.
     #[schema(example = "invalid_query")]
     pub code: &'static str,
     /// What went wrong, for a person.

@@ -28,9 +28,10 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 pub use error::StoreError;
 pub use records::{
-    AlertChange, AlertState, Checkpoint, DedupeKey, End, Enqueued, ErrorRecord, ExecutionDetail,
-    ExecutionFilter, ExecutionStatus, ExecutionSummary, Finish, LeasedExecution, LogLevel,
-    LogRecord, NewExecution, Page, QueuedFlow, StepRecord, StepStatus, WindowStats,
+    AlertChange, AlertState, Checkpoint, Checkpointed, Control, DedupeKey, End, Enqueued,
+    ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Finish,
+    LeasedExecution, LogLevel, LogRecord, NewExecution, Page, QueuedFlow, StepRecord, StepStatus,
+    WindowStats,
 };
 pub use sqlite::SqliteStore;
 
@@ -61,8 +62,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records step results and log lines, and the end of the lease when
     /// [`Checkpoint::end`] is set. Fails with [`StoreError::LeaseLost`] when the lease
-    /// is no longer held.
-    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
+    /// is no longer held. When the execution was asked to cancel, the records are kept,
+    /// the execution ends `cancelled` and the answer is [`Checkpointed::Cancelled`].
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<Checkpointed, StoreError>;
 
     /// Gives executions back to the queue (at shutdown), keeping their checkpoints.
     async fn release(&self, leases: Vec<(ExecutionId, LeaseToken)>) -> Result<(), StoreError>;
@@ -103,6 +105,14 @@ pub trait Store: Send + Sync + 'static {
     /// Returns `false`, writing and queuing nothing, when the alert already is in that
     /// state (or, never recorded, is not firing).
     async fn change_alert(&self, change: AlertChange) -> Result<bool, StoreError>;
+
+    /// Queues a failed execution again at its failed step, keeping the outputs of the
+    /// steps before it and giving that step a fresh set of attempts.
+    async fn retry_failed(&self, id: &ExecutionId) -> Result<Control, StoreError>;
+
+    /// Cancels a queued or retrying execution at once; a running one is marked and
+    /// stops at its next checkpoint, which answers [`Checkpointed::Cancelled`].
+    async fn cancel(&self, id: &ExecutionId) -> Result<Control, StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

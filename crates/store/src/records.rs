@@ -23,16 +23,19 @@ pub enum ExecutionStatus {
     Succeeded,
     /// A step failed.
     Failed,
+    /// Stopped by an operator.
+    Cancelled,
 }
 
 impl ExecutionStatus {
     /// Every status.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Queued,
         Self::Running,
         Self::Retrying,
         Self::Succeeded,
         Self::Failed,
+        Self::Cancelled,
     ];
 
     /// The status as stored and shown.
@@ -43,6 +46,7 @@ impl ExecutionStatus {
             Self::Retrying => "retrying",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -53,7 +57,7 @@ impl ExecutionStatus {
 
     /// Whether the execution has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -75,6 +79,8 @@ pub struct NewExecution {
     /// When set, the execution is queued only if no other execution of the flow holds
     /// the same key.
     pub dedupe: Option<DedupeKey>,
+    /// The execution this one replays.
+    pub replay_of: Option<ExecutionId>,
 }
 
 /// A de-duplication key of a new execution.
@@ -318,6 +324,10 @@ pub struct ExecutionSummary {
     /// When it ended.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
+    /// The execution this one replays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub replay_of: Option<ExecutionId>,
     /// When the next attempt starts, while `retrying`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -410,4 +420,26 @@ pub struct AlertChange {
     pub state: AlertState,
     /// Executions of the alert's notify flows, queued with the change.
     pub notifications: Vec<NewExecution>,
+}
+
+/// What an operator's retry or cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Done: the execution is queued again, or cancelled.
+    Applied,
+    /// The execution is running: it stops at its next checkpoint.
+    CancelRequested,
+    /// Not possible in the execution's state.
+    WrongStatus(ExecutionStatus),
+    /// No such execution.
+    NotFound,
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpointed {
+    /// Written; the worker goes on.
+    Saved,
+    /// Written, and the execution ended `cancelled` as an operator asked: the worker stops.
+    Cancelled,
 }

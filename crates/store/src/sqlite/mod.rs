@@ -1,6 +1,7 @@
 //! The embedded store: SQLite in WAL mode in a data folder.
 
 mod alerts;
+mod control;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_telemetry::Metrics;
 
-use crate::records::{AlertChange, AlertState, Enqueued, WindowStats};
+use crate::records::{AlertChange, AlertState, Checkpointed, Control, Enqueued, WindowStats};
 use crate::records::{
     Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus,
     ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord,
@@ -30,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("schema_2.sql")),
     (3, include_str!("schema_3.sql")),
     (4, include_str!("schema_4.sql")),
+    (5, include_str!("schema_5.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -189,8 +191,7 @@ fn as_u32(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
-const SUMMARY_COLUMNS: &str =
-    "id, integration, flow, status, attempt, created_at, started_at, finished_at, error, run_at";
+const SUMMARY_COLUMNS: &str = "id, integration, flow, status, attempt, created_at, started_at, finished_at, error, run_at, replay_of";
 
 fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
     let status = parse_status(&row.get::<_, String>(3)?)?;
@@ -199,6 +200,10 @@ fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
         integration: row.get(1)?,
         flow: row.get(2)?,
         status,
+        replay_of: row
+            .get::<_, Option<String>>(10)?
+            .map(|id| parse_id(&id))
+            .transpose()?,
         next_attempt_at: (status == ExecutionStatus::Retrying)
             .then(|| row.get(9).map(Timestamp))
             .transpose()?,
@@ -262,7 +267,9 @@ fn steps_of(
 /// How many failed attempts each step of an execution has had.
 fn failed_attempts(connection: &Connection, id: &str) -> Result<BTreeMap<String, u32>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT step_id, count(*) FROM steps WHERE execution_id = ?1 AND status = 'failed' GROUP BY step_id",
+        "SELECT step_id, count(*) FROM steps WHERE execution_id = ?1 AND status = 'failed'
+            AND seq >= (SELECT attempts_from_seq FROM executions WHERE id = ?1)
+          GROUP BY step_id",
     )?;
     let rows = statement.query_map([id], |row| Ok((row.get(0)?, as_u32(row.get(1)?))))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -323,8 +330,8 @@ fn dedupe_holder(
 fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6)",
+            "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at, replay_of)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6, ?7)",
         )?
         .execute(params![
             new.id.as_str(),
@@ -332,7 +339,8 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
             new.flow,
             json_text(&new.trigger),
             json_text(&new.input),
-            new.created_at.millis()
+            new.created_at.millis(),
+            new.replay_of.as_ref().map(ExecutionId::as_str)
         ])?;
     Ok(())
 }
@@ -392,18 +400,20 @@ fn lease_batch(
     Ok(leased)
 }
 
-fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+fn write_checkpoint(
+    connection: &Connection,
+    checkpoint: &Checkpoint,
+) -> Result<Checkpointed, StoreError> {
     let id = checkpoint.execution.as_str();
-    let held = connection
+    let cancel_requested: Option<bool> = connection
         .prepare_cached(
-            "SELECT 1 FROM executions WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+            "SELECT cancel_requested FROM executions WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
         )?
-        .query_row([id, checkpoint.lease.as_str()], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if !held {
+        .query_row([id, checkpoint.lease.as_str()], |row| row.get(0))
+        .optional()?;
+    let Some(cancel_requested) = cancel_requested else {
         return Err(StoreError::LeaseLost(checkpoint.execution.clone()));
-    }
+    };
     let mut insert_step = connection.prepare_cached(
         "INSERT OR REPLACE INTO steps (execution_id, seq, step_id, kind, status, attempt, input, output, error, started_at, finished_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -437,6 +447,11 @@ fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<
         ])?;
     }
     match &checkpoint.end {
+        // An execution that reached its end keeps that end, even if a cancel came late.
+        None | Some(End::Retry { .. }) if cancel_requested => {
+            control::mark_cancelled(connection, id)?;
+            return Ok(Checkpointed::Cancelled);
+        }
         None => {}
         Some(End::Finished(finish)) => {
             connection
@@ -466,7 +481,7 @@ fn write_checkpoint(connection: &Connection, checkpoint: &Checkpoint) -> Result<
                 .execute(params![id, at.millis(), serde_json::to_string(error)?])?;
         }
     }
-    Ok(())
+    Ok(Checkpointed::Saved)
 }
 
 #[async_trait]
@@ -523,7 +538,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<Checkpointed, StoreError> {
         self.writer
             .write(move |connection| write_checkpoint(connection, &checkpoint))
             .await
@@ -582,8 +597,8 @@ impl Store for SqliteStore {
                 let mut rows = statement.query([id.as_str()])?;
                 let Some(row) = rows.next()? else { return Ok(None) };
                 let summary = summary_from_row(row)?;
-                let trigger = parse_json(&row.get::<_, String>(10)?)?;
-                let input = parse_json(&row.get::<_, String>(11)?)?;
+                let trigger = parse_json(&row.get::<_, String>(11)?)?;
+                let input = parse_json(&row.get::<_, String>(12)?)?;
                 drop(rows);
                 let steps = steps_of(connection, id.as_str(), false)?;
                 let mut statement = connection
@@ -684,6 +699,20 @@ impl Store for SqliteStore {
     async fn change_alert(&self, change: AlertChange) -> Result<bool, StoreError> {
         self.writer
             .write(move |connection| alerts::change_alert(connection, &change))
+            .await
+    }
+
+    async fn retry_failed(&self, id: &ExecutionId) -> Result<Control, StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |connection| control::retry_failed(connection, &id))
+            .await
+    }
+
+    async fn cancel(&self, id: &ExecutionId) -> Result<Control, StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |connection| control::cancel(connection, &id))
             .await
     }
 

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::records::DedupeKey;
-use crate::records::{End, Finish};
+use crate::records::{Checkpointed, Control, End, Finish};
 
 fn new_execution(flow: &str) -> NewExecution {
     NewExecution {
@@ -13,6 +13,7 @@ fn new_execution(flow: &str) -> NewExecution {
         input: json!({"n": 1}),
         created_at: Timestamp::now(),
         dedupe: None,
+        replay_of: None,
     }
 }
 
@@ -462,4 +463,77 @@ async fn a_dedupe_key_admits_one_execution_per_window() {
         "an expired key admits a new execution"
     );
     assert_ne!(after_window.id, short.id);
+}
+
+#[tokio::test]
+async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let id = store.enqueue(new_execution("a")).await.unwrap().id;
+    let leased = store
+        .lease(&node, 1, Timestamp::now(), soon())
+        .await
+        .unwrap();
+    let mut failed = step(0, "call");
+    failed.status = StepStatus::Failed;
+    store
+        .checkpoint(Checkpoint {
+            execution: id.clone(),
+            lease: leased[0].lease.clone(),
+            steps: vec![failed],
+            logs: vec![],
+            end: Some(End::Finished(Finish {
+                status: ExecutionStatus::Failed,
+                error: None,
+            })),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cancel(&id).await.unwrap(),
+        Control::WrongStatus(ExecutionStatus::Failed)
+    );
+    assert_eq!(store.retry_failed(&id).await.unwrap(), Control::Applied);
+    let again = store
+        .lease(&node, 1, Timestamp::now(), soon())
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(
+        again[0].failed_attempts.is_empty(),
+        "a retried step starts its attempts afresh"
+    );
+    assert_eq!(
+        store.retry_failed(&id).await.unwrap(),
+        Control::WrongStatus(ExecutionStatus::Running)
+    );
+
+    assert_eq!(store.cancel(&id).await.unwrap(), Control::CancelRequested);
+    let checkpointed = store
+        .checkpoint(Checkpoint {
+            execution: id.clone(),
+            lease: again[0].lease.clone(),
+            steps: vec![step(1, "call")],
+            logs: vec![],
+            end: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(checkpointed, Checkpointed::Cancelled);
+    let detail = store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, ExecutionStatus::Cancelled);
+    assert_eq!(detail.steps.len(), 2, "what ran before the stop is kept");
+
+    let queued = store.enqueue(new_execution("a")).await.unwrap().id;
+    assert_eq!(store.cancel(&queued).await.unwrap(), Control::Applied);
+    assert!(
+        store
+            .lease(&node, 1, Timestamp::now(), soon())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let unknown = ExecutionId::generate();
+    assert_eq!(store.cancel(&unknown).await.unwrap(), Control::NotFound);
 }

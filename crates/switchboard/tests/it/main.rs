@@ -7,6 +7,7 @@
 mod alerts;
 mod api;
 mod cli;
+mod control;
 mod crash;
 mod hooks;
 mod openapi;

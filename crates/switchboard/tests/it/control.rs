@@ -1,0 +1,173 @@
+//! An operator's hands on executions: retry a failed one from its failed step, replay
+//! one as a new execution, cancel a waiting or running one.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Receiver, TestServer};
+
+fn project(receiver: &str) -> String {
+    format!(
+        r#"
+name: shop
+flows:
+  push:
+    trigger: {{ webhook: {{}} }}
+    steps:
+      - id: shape
+        transform: '{{id: .id}}'
+      - id: send
+        http: {{ method: POST, url: "{receiver}/orders", json: '$steps.shape' }}
+        retry: {{ attempts: 3, backoff: fixed, initial: 10s, jitter: false }}
+"#
+    )
+}
+
+async fn post(server: &TestServer, path: &str) -> (u16, Value) {
+    let response = server.client.post(server.url(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls an execution until its status is `status` (10 s at most).
+async fn wait_for_status(server: &TestServer, id: &str, status: &str) -> Value {
+    for _ in 0..1000 {
+        let (_, execution) = server.get_json(&format!("/api/v1/executions/{id}")).await;
+        if execution["status"] == status {
+            return execution;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("execution {id} never became {status}");
+}
+
+#[tokio::test]
+async fn a_failed_execution_is_retried_from_its_failed_step() {
+    let receiver = Receiver::start().await;
+    *receiver.status.lock().unwrap() = 422;
+    let server = TestServer::start(&project(&receiver.base)).await;
+    let failed = server.run_hook("/hooks/shop/push", &json!({"id": 5})).await;
+    assert_eq!(failed["status"], "failed");
+    let id = failed["id"].as_str().unwrap();
+
+    *receiver.status.lock().unwrap() = 200;
+    let (status, queued) = post(&server, &format!("/api/v1/executions/{id}/retry")).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued.get("error"), None, "the old error is cleared");
+    let done = server.finished_execution(id).await;
+    assert_eq!(done["status"], "succeeded");
+    let steps: Vec<_> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            (
+                step["id"].as_str().unwrap(),
+                step["status"].as_str().unwrap(),
+                step["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("shape", "succeeded", 1),
+            ("send", "failed", 1),
+            ("send", "succeeded", 1)
+        ],
+        "the transform is not run again; the retried step starts its attempts afresh"
+    );
+
+    let (status, refused) = post(&server, &format!("/api/v1/executions/{id}/retry")).await;
+    assert_eq!(status, 409);
+    assert_eq!(refused["error"]["code"], "conflict");
+    assert_eq!(
+        refused["error"]["message"],
+        format!("execution {id} is succeeded; only failed executions can be retried")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_is_a_new_execution_linked_to_the_original() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start(&project(&receiver.base)).await;
+    let original = server.run_hook("/hooks/shop/push", &json!({"id": 8})).await;
+    let id = original["id"].as_str().unwrap();
+    let (status, replayed) = post(&server, &format!("/api/v1/executions/{id}/replay")).await;
+    assert_eq!(status, 202);
+    assert_eq!(replayed["replay_of"], id);
+    let new_id = replayed["execution_id"].as_str().unwrap();
+    assert_ne!(new_id, id);
+    let replay = server.finished_execution(new_id).await;
+    assert_eq!(replay["status"], "succeeded");
+    assert_eq!(replay["replay_of"], id);
+    assert_eq!(replay["input"], original["input"]);
+    assert_eq!(replay["trigger"], original["trigger"]);
+    let keys: Vec<_> = receiver
+        .requests()
+        .iter()
+        .map(|request| {
+            request.headers["idempotency-key"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [format!("{id}.send"), format!("{new_id}.send")],
+        "a replay is a new effect"
+    );
+
+    let (status, _) = post(
+        &server,
+        "/api/v1/executions/exe_01JD3Q1Y0R8Z3T6V9W2X5A7B4C/replay",
+    )
+    .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_step_and_ends_a_waiting_retry() {
+    let receiver = Receiver::start().await;
+    *receiver.delay.lock().unwrap() = Duration::from_secs(20);
+    let server = TestServer::start(&project(&receiver.base)).await;
+    let (_, accepted) = server
+        .post_hook("/hooks/shop/push", &json!({"id": 1}))
+        .await;
+    let running = accepted["execution_id"].as_str().unwrap().to_owned();
+    wait_for_status(&server, &running, "running").await;
+    while receiver.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, answer) = post(&server, &format!("/api/v1/executions/{running}/cancel")).await;
+    assert_eq!(status, 202, "{answer}");
+    let cancelled = wait_for_status(&server, &running, "cancelled").await;
+    assert_eq!(cancelled["error"]["code"], "cancelled");
+    let last = cancelled["log"].as_array().unwrap().last().unwrap()["message"].clone();
+    assert_eq!(last, "stopped: the execution was cancelled");
+    let (status, _) = post(&server, &format!("/api/v1/executions/{running}/cancel")).await;
+    assert_eq!(status, 409, "it has ended");
+
+    *receiver.delay.lock().unwrap() = Duration::ZERO;
+    *receiver.status.lock().unwrap() = 503;
+    let (_, accepted) = server
+        .post_hook("/hooks/shop/push", &json!({"id": 2}))
+        .await;
+    let waiting = accepted["execution_id"].as_str().unwrap().to_owned();
+    wait_for_status(&server, &waiting, "retrying").await;
+    let (status, answer) = post(&server, &format!("/api/v1/executions/{waiting}/cancel")).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["status"], "cancelled");
+
+    let metrics = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"switchboard_executions_finished_total{integration="shop",flow="push",outcome="cancelled",trigger="webhook"} 2"#),
+        "both are counted, the running one when it stops: {metrics}"
+    );
+    server.stop().await;
+}
