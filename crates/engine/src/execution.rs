@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_core::{HumanDuration, Timestamp};
+use switchboard_core::{ExecutionId, HumanDuration, Timestamp};
 use switchboard_expr::Scope;
 use switchboard_project::Flow;
 use switchboard_store::{
     Checkpoint, Checkpointed, End, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel,
-    LogRecord, StepRecord, StepStatus, StoreError,
+    LogRecord, NewExecution, StepRecord, StepStatus, StoreError,
 };
 use switchboard_telemetry::{TraceContext, otel};
 use tokio_util::sync::CancellationToken;
@@ -173,9 +173,26 @@ impl<'a> ExecutionRun<'a> {
     }
 
     async fn steps(&mut self, flow: &Flow) -> Result<(), RunError> {
+        let deadline = flow
+            .timeout
+            .map(|timeout| (timeout, self.leased.created_at.after(timeout)));
         for step in &flow.steps {
             if self.scope.has_step(&step.id) {
                 continue;
+            }
+            let remaining = deadline.map(|(_, at)| at.duration_since(Timestamp::now()));
+            let timed_out = |timeout: Duration| {
+                RunError::Failed(ErrorRecord {
+                    code: String::from("execution_timeout"),
+                    message: format!(
+                        "the execution did not finish within its timeout of {}",
+                        HumanDuration(timeout)
+                    ),
+                    step: Some(step.id.clone()),
+                })
+            };
+            if let (Some((timeout, _)), Some(Duration::ZERO)) = (deadline, remaining) {
+                return Err(timed_out(timeout));
             }
             let context = StepContext {
                 execution: &self.leased.id,
@@ -201,11 +218,22 @@ impl<'a> ExecutionRun<'a> {
             let started = Instant::now();
             let running = steps::run(&step.kind, &context)
                 .instrument(tracing::info_span!("step", step = %step.id, kind));
+            let out_of_time = async {
+                match remaining {
+                    Some(remaining) => tokio::time::sleep(remaining).await,
+                    None => std::future::pending().await,
+                }
+            };
             let outcome = tokio::select! {
                 outcome = running => outcome,
                 () = self.stop.cancelled() => {
                     self.log(LogLevel::Warn, Some(&step.id), String::from("stopped: the execution was cancelled"));
                     return Err(RunError::CancelRequested);
+                }
+                () = out_of_time => {
+                    let timeout = deadline.map_or(Duration::ZERO, |(timeout, _)| timeout);
+                    self.log(LogLevel::Error, Some(&step.id), format!("stopped: the execution's timeout of {} is over", HumanDuration(timeout)));
+                    return Err(timed_out(timeout));
                 }
             };
             let finished_at = Timestamp::now();
@@ -264,6 +292,11 @@ impl<'a> ExecutionRun<'a> {
                         kind,
                     );
                     let at = Timestamp::now().after(wait);
+                    if let Some((timeout, deadline)) = deadline
+                        && at >= deadline
+                    {
+                        return Err(timed_out(timeout));
+                    }
                     return Err(RunError::Retry { at, error });
                 }
                 let message = if retryable {
@@ -336,25 +369,69 @@ impl<'a> ExecutionRun<'a> {
         );
     }
 
+    /// The execution of the flow's `on_error` flow, when this one failed for good.
+    fn on_error(&self, error: Option<&ErrorRecord>) -> Option<NewExecution> {
+        let leased = self.leased;
+        let target = self
+            .engine
+            .project
+            .flow(&leased.integration, &leased.flow)?
+            .on_error
+            .clone()?;
+        let now = Timestamp::now();
+        Some(NewExecution {
+            id: ExecutionId::generate(),
+            integration: leased.integration.clone(),
+            flow: target,
+            trigger: json!({"kind": "error", "execution_id": leased.id, "flow": leased.flow}),
+            input: json!({
+                "execution_id": leased.id,
+                "integration": leased.integration,
+                "flow": leased.flow,
+                "error": error,
+                "trigger": self.engine.secrets.redact_json(&leased.trigger),
+                "input": self.engine.secrets.redact_json(&leased.input),
+                "failed_at": now,
+            }),
+            created_at: now,
+            dedupe: None,
+            replay_of: None,
+        })
+    }
+
     /// Writes everything pending, and the end of the lease when `end` is set.
     async fn checkpoint(&mut self, end: Option<End>) -> Result<Checkpointed, StoreError> {
+        let end = end.map(|mut end| {
+            let error = match &mut end {
+                End::Finished(finish) => finish.error.as_mut(),
+                End::Retry { error, .. } => Some(error),
+            };
+            if let Some(error) = error {
+                error.message = self.engine.secrets.redact(&error.message);
+            }
+            end
+        });
+        let follow_ups: Vec<NewExecution> = match &end {
+            Some(End::Finished(Finish {
+                status: ExecutionStatus::Failed,
+                error,
+            })) => self.on_error(error.as_ref()).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let wake = !follow_ups.is_empty();
         let checkpoint = Checkpoint {
             execution: self.leased.id.clone(),
             lease: self.leased.lease.clone(),
             steps: std::mem::take(&mut self.pending_steps),
             logs: std::mem::take(&mut self.pending_logs),
-            end: end.map(|mut end| {
-                let error = match &mut end {
-                    End::Finished(finish) => finish.error.as_mut(),
-                    End::Retry { error, .. } => Some(error),
-                };
-                if let Some(error) = error {
-                    error.message = self.engine.secrets.redact(&error.message);
-                }
-                end
-            }),
+            end,
+            follow_ups,
         };
-        self.engine.store.checkpoint(checkpoint).await
+        let checkpointed = self.engine.store.checkpoint(checkpoint).await?;
+        if wake {
+            self.engine.wake.notify_one();
+        }
+        Ok(checkpointed)
     }
 }
 

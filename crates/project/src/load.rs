@@ -256,12 +256,18 @@ impl FileChecker<'_> {
                 format!("the integration `{name}` has no flows"),
             );
         }
+        let on_error_positions: Vec<(String, Spanned<String>)> = spec
+            .flows
+            .iter()
+            .filter_map(|(name, flow)| Some((name.clone(), flow.value.on_error.clone()?)))
+            .collect();
         let mut flows = BTreeMap::new();
         for (flow_name, flow_spec) in spec.flows {
             if let Some(flow) = self.flow(&name, &flow_name, flow_spec) {
                 flows.insert(flow_name, Arc::new(flow));
             }
         }
+        self.check_on_error(&flows, &on_error_positions);
         let alerts = self.alerts(&name, spec.alerts, &mut flows);
         let integration = Integration {
             name,
@@ -281,6 +287,8 @@ impl FileChecker<'_> {
             trigger,
             steps,
             retry,
+            on_error,
+            timeout,
         } = spec.value;
         if !is_name(name) {
             self.report(
@@ -316,26 +324,31 @@ impl FileChecker<'_> {
             trigger,
             steps,
             retry,
+            on_error: on_error.map(|on_error| on_error.value),
+            timeout: timeout.map(Duration::from),
         })
     }
 
     fn trigger(&mut self, spec: Spanned<TriggerSpec>) -> Option<Trigger> {
         let at = spec.referenced;
-        let webhook = match (spec.value.webhook, spec.value.alert) {
-            (Some(webhook), None) => webhook,
-            (None, Some(_)) => return Some(Trigger::Alert),
-            (None, None) => {
+        let TriggerSpec {
+            webhook,
+            alert,
+            error,
+        } = spec.value;
+        let webhook = match (webhook, alert.is_some(), error.is_some()) {
+            (Some(webhook), false, false) => webhook,
+            (None, true, false) => return Some(Trigger::Alert),
+            (None, false, true) => return Some(Trigger::Error),
+            (None, false, false) => {
                 self.report(
                     &at,
-                    "the trigger names no kind: write `webhook: {}` or `alert: {}`",
+                    "the trigger names no kind: write `webhook: {}`, `alert: {}` or `error: {}`",
                 );
                 return None;
             }
-            (Some(_), Some(_)) => {
-                self.report(
-                    &at,
-                    "a trigger has one kind: `webhook` or `alert`, not both",
-                );
+            _ => {
+                self.report(&at, "a trigger has one kind: `webhook`, `alert` or `error`");
                 return None;
             }
         };
@@ -397,6 +410,43 @@ impl FileChecker<'_> {
             accept,
             dedupe,
         }))
+    }
+
+    /// Every `on_error` must name an `error` flow of the integration, and a flow started
+    /// by `error` has none of its own (no chains of failures).
+    fn check_on_error(
+        &mut self,
+        flows: &BTreeMap<String, Arc<Flow>>,
+        on_errors: &[(String, Spanned<String>)],
+    ) {
+        for (flow, target) in on_errors {
+            let message = match flows.get(&target.value) {
+                None => {
+                    let hint = did_you_mean(&target.value, flows.keys().map(String::as_str))
+                        .map(|known| format!("; did you mean `{known}`?"))
+                        .unwrap_or_default();
+                    format!(
+                        "`on_error` names `{}`, which is not a flow of this integration{hint}",
+                        target.value
+                    )
+                }
+                Some(known) if !matches!(known.trigger, Trigger::Error) => format!(
+                    "`on_error` names `{}`, which is not started by errors: give it `trigger: {{ error: {{}} }}`",
+                    target.value
+                ),
+                Some(_)
+                    if flows
+                        .get(flow)
+                        .is_some_and(|own| matches!(own.trigger, Trigger::Error)) =>
+                {
+                    format!(
+                        "`{flow}` is started by errors, so it cannot have an `on_error` of its own"
+                    )
+                }
+                Some(_) => continue,
+            };
+            self.report(&target.referenced, message);
+        }
     }
 
     /// A retry policy; unset fields take the `http` default.

@@ -76,6 +76,10 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// How its steps are tried again, unless a step sets its own.
     pub retry: Option<RetryPolicy>,
+    /// The `error` flow started when an execution fails for good.
+    pub on_error: Option<String>,
+    /// The most time an execution may take from acceptance to end.
+    pub timeout: Option<Duration>,
 }
 
 impl Flow {
@@ -159,6 +163,8 @@ pub enum Trigger {
     Webhook(WebhookTrigger),
     /// An alert of the integration fired or resolved; the input is the notification.
     Alert,
+    /// A flow naming this one in `on_error` failed; the input is the failed execution.
+    Error,
 }
 
 impl Trigger {
@@ -167,6 +173,7 @@ impl Trigger {
         match self {
             Self::Webhook(_) => "webhook",
             Self::Alert => "alert",
+            Self::Error => "error",
         }
     }
 }

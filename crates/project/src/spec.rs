@@ -57,6 +57,13 @@ pub struct FlowSpec {
     /// How failed steps are tried again, unless a step sets its own.
     #[serde(default)]
     pub retry: Option<Spanned<RetrySpec>>,
+    /// A flow with an `error` trigger, started with the failed execution when this one
+    /// fails for good.
+    #[serde(default)]
+    pub on_error: Option<Spanned<String>>,
+    /// The most time an execution may take from acceptance to end, retries included.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
 }
 
 /// How a failed step is tried again. Unset fields take the `http` default: 5 attempts,
@@ -91,9 +98,12 @@ pub struct TriggerSpec {
     /// An alert of the integration that fires or resolves and names this flow in `notify`.
     #[serde(default)]
     pub alert: Option<AlertTriggerSpec>,
+    /// A flow of the integration that names this one in `on_error` failed.
+    #[serde(default)]
+    pub error: Option<AlertTriggerSpec>,
 }
 
-/// The `alert` trigger; it takes no settings.
+/// The `alert` and `error` triggers; they take no settings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertTriggerSpec {}

@@ -144,6 +144,8 @@ pub enum TriggerView {
     },
     /// An alert of the integration that names the flow in `notify`.
     Alert,
+    /// A failed execution of a flow that names this one in `on_error`.
+    Error,
 }
 
 /// A step as the API shows it.
@@ -183,6 +185,7 @@ impl IntegrationView {
                         }
                     }
                     Trigger::Alert => TriggerView::Alert,
+                    Trigger::Error => TriggerView::Error,
                 };
                 let steps = flow
                     .steps

@@ -299,6 +299,8 @@ pub struct Checkpoint {
     pub logs: Vec<LogRecord>,
     /// Set when the lease ends: the execution finished, or waits for a retry.
     pub end: Option<End>,
+    /// Executions queued in the same transaction (an `on_error` flow's, at a failure).
+    pub follow_ups: Vec<NewExecution>,
 }
 
 /// One execution, as listed.

@@ -211,6 +211,8 @@ impl FileChecker<'_> {
                         retry: None,
                     }],
                     retry: None,
+                    on_error: None,
+                    timeout: None,
                 };
                 flows.insert(name.clone(), Arc::new(flow));
                 Some(name)

@@ -297,3 +297,23 @@ fn retry_policies_take_the_http_defaults_and_are_checked() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn on_error_names_a_flow_started_by_errors() {
+    let source = format!(
+        "{VALID}    on_error: notify\n  notify:\n    trigger: {{ webhook: {{}} }}\n    steps:\n      - id: note\n        log: failed\n"
+    );
+    let problems = load_source(&source).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("`on_error` names `notify`, which is not started by errors"),
+        "{problems:#?}"
+    );
+    let fixed = source.replace(
+        "trigger: { webhook: {} }\n    steps:\n      - id: note",
+        "trigger: { error: {} }\n    steps:\n      - id: note",
+    );
+    let project = load_source(&fixed).unwrap();
+    let flow = &project.integrations["shop-orders"].flows["receive-order"];
+    assert_eq!(flow.on_error.as_deref(), Some("notify"));
+}

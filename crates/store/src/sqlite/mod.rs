@@ -481,6 +481,9 @@ fn write_checkpoint(
                 .execute(params![id, at.millis(), serde_json::to_string(error)?])?;
         }
     }
+    for follow_up in &checkpoint.follow_ups {
+        insert_execution(connection, follow_up)?;
+    }
     Ok(Checkpointed::Saved)
 }
 

@@ -67,11 +67,13 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
         steps: vec![step(0, "call")],
         logs: vec![],
         end: None,
+        follow_ups: vec![],
     };
     store.checkpoint(checkpoint).await.unwrap();
     let finish = Checkpoint {
         execution: id.clone(),
         lease,
+        follow_ups: vec![],
         steps: vec![],
         logs: vec![LogRecord::from_row(
             0,
@@ -110,6 +112,7 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
         steps: vec![step(0, "call")],
         logs: vec![],
         end: None,
+        follow_ups: vec![],
     };
     store.checkpoint(checkpoint.clone()).await.unwrap();
 
@@ -275,6 +278,7 @@ async fn finish_all(store: &SqliteStore, status: ExecutionStatus) -> usize {
         let checkpoint = Checkpoint {
             execution: execution.id.clone(),
             lease: execution.lease.clone(),
+            follow_ups: vec![],
             steps: vec![],
             logs: vec![],
             end: Some(End::Finished(Finish {
@@ -390,6 +394,7 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
     let retry = Checkpoint {
         execution: id.clone(),
         lease: leased[0].lease.clone(),
+        follow_ups: vec![],
         steps: vec![failed],
         logs: vec![],
         end: Some(End::Retry {
@@ -481,6 +486,7 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
         .checkpoint(Checkpoint {
             execution: id.clone(),
             lease: leased[0].lease.clone(),
+            follow_ups: vec![],
             steps: vec![failed],
             logs: vec![],
             end: Some(End::Finished(Finish {
@@ -517,6 +523,7 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
             steps: vec![step(1, "call")],
             logs: vec![],
             end: None,
+            follow_ups: vec![],
         })
         .await
         .unwrap();

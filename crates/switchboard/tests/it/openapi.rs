@@ -190,6 +190,12 @@ async fn schemathesis_finds_nothing_against_a_running_server() {
     );
     // Warnings (such as an operation that answered only 404 to generated ids) are not
     // findings; failures and errors are.
-    assert!(!report.contains("FAILURES") && !report.contains("ERRORS"), "{report}");
-    assert!(report.contains("Test cases:"), "schemathesis ran no test:\n{report}");
+    assert!(
+        !report.contains("FAILURES") && !report.contains("ERRORS"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Test cases:"),
+        "schemathesis ran no test:\n{report}"
+    );
 }

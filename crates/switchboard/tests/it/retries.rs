@@ -260,3 +260,85 @@ flows:
     assert!(!requests[1].headers.contains_key("x-request-key"));
     server.stop().await;
 }
+
+fn failing_project(receiver: &str) -> String {
+    format!(
+        r#"
+name: shop
+flows:
+  push:
+    trigger: {{ webhook: {{}} }}
+    on_error: compensate
+    steps:
+      - id: send
+        http: {{ method: POST, url: "{receiver}/orders", json: . }}
+        retry: {{ attempts: 2, backoff: fixed, initial: 10ms, jitter: false }}
+  compensate:
+    trigger: {{ error: {{}} }}
+    steps:
+      - id: undo
+        http: {{ method: POST, url: "{receiver}/undo", json: '{{failed: .execution_id, code: .error.code, order: .input}}' }}
+  slow:
+    trigger: {{ webhook: {{}} }}
+    timeout: 300ms
+    steps:
+      - id: wait
+        http: {{ url: "{receiver}/slow", timeout: 10s }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_flow_that_fails_for_good_starts_its_on_error_flow() {
+    let receiver = Receiver::start().await;
+    *receiver.status.lock().unwrap() = 500;
+    let server = TestServer::start(&failing_project(&receiver.base)).await;
+    let failed = server
+        .run_hook("/hooks/shop/push", &json!({"order": 12}))
+        .await;
+    assert_eq!(failed["status"], "failed");
+    let id = failed["id"].as_str().unwrap();
+    *receiver.status.lock().unwrap() = 200;
+    for _ in 0..500 {
+        if receiver
+            .requests()
+            .iter()
+            .any(|request| request.path == "/undo")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let undo = receiver
+        .requests()
+        .into_iter()
+        .find(|request| request.path == "/undo")
+        .expect("the on_error flow did not run");
+    assert_eq!(
+        undo.body,
+        json!({"failed": id, "code": "http_status", "order": {"order": 12}})
+    );
+    let (_, listed) = server.get_json("/api/v1/executions?flow=compensate").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "started once");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_execution_that_outlives_its_timeout_fails() {
+    let receiver = Receiver::start().await;
+    *receiver.delay.lock().unwrap() = Duration::from_secs(5);
+    let server = TestServer::start(&failing_project(&receiver.base)).await;
+    let started = std::time::Instant::now();
+    let execution = server.run_hook("/hooks/shop/slow", &json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "stopped at the timeout, not the answer"
+    );
+    assert_eq!(execution["status"], "failed");
+    assert_eq!(execution["error"]["code"], "execution_timeout");
+    assert_eq!(
+        execution["error"]["message"],
+        "the execution did not finish within its timeout of 300ms"
+    );
+    server.stop().await;
+}
