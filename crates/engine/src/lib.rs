@@ -14,11 +14,14 @@
 //! - It wakes on [`Engine::submit`] and otherwise polls every `poll_interval`.
 //! - Alert rules are evaluated every `alert_interval` ([`alerts`]); a change queues the
 //!   executions of the alert's notify flows.
+//! - Ended executions older than `retention` are deleted in small batches
+//!   ([`retention`]).
 //! - On shutdown it stops leasing, lets running executions finish for `shutdown_grace`,
 //!   then stops the rest and gives their leases back so they resume on the next start.
 
 mod alerts;
 mod execution;
+mod retention;
 mod steps;
 
 use std::collections::HashMap;
@@ -55,6 +58,10 @@ pub struct EngineConfig {
     pub max_response_body: usize,
     /// How often alert rules are evaluated.
     pub alert_interval: Duration,
+    /// How long ended executions are kept.
+    pub retention: Duration,
+    /// How often executions past retention are looked for.
+    pub retention_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +74,8 @@ impl Default for EngineConfig {
             expression_limits: Limits::default(),
             max_response_body: 10 << 20,
             alert_interval: Duration::from_secs(15),
+            retention: Duration::from_secs(14 * 24 * 3600),
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -233,6 +242,7 @@ impl Engine {
             self.config.alert_interval,
             shutdown.clone(),
         ));
+        let pruning = tokio::spawn(retention::prune(Arc::clone(&self), shutdown.clone()));
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut running = JoinSet::new();
         while let Some(first_slot) = tokio::select! {
@@ -288,6 +298,7 @@ impl Engine {
         self.drain(running).await;
         maintenance.abort();
         alerting.abort();
+        pruning.abort();
     }
 
     /// Remembers (or forgets) a running execution.

@@ -30,8 +30,8 @@ pub use error::StoreError;
 pub use records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, Control, DedupeKey, End, Enqueued,
     ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Finish,
-    LeasedExecution, LogLevel, LogRecord, NewExecution, Page, QueuedFlow, StepRecord, StepStatus,
-    WindowStats,
+    LeasedExecution, LogLevel, LogRecord, NewExecution, Page, Pruned, QueuedFlow, StepRecord,
+    StepStatus, WindowStats,
 };
 pub use sqlite::SqliteStore;
 
@@ -113,6 +113,15 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a queued or retrying execution at once; a running one is marked and
     /// stops at its next checkpoint, which answers [`Checkpointed::Cancelled`].
     async fn cancel(&self, id: &ExecutionId) -> Result<Control, StoreError>;
+
+    /// Deletes up to `limit` executions that ended before `ended_before` (with their step
+    /// records and logs), and up to `limit` de-duplication keys expired at `now`.
+    async fn prune(
+        &self,
+        ended_before: Timestamp,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Pruned, StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -445,3 +445,12 @@ pub enum Checkpointed {
     /// Written, and the execution ended `cancelled` as an operator asked: the worker stops.
     Cancelled,
 }
+
+/// What one pruning batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Ended executions, with their step records and logs.
+    pub executions: u64,
+    /// Expired de-duplication keys.
+    pub dedupe_keys: u64,
+}

@@ -98,6 +98,9 @@ struct ServeArgs {
     /// How often alert rules are evaluated.
     #[arg(long, env = "SWITCHBOARD_ALERT_INTERVAL", default_value = "15s")]
     alert_interval: HumanDuration,
+    /// How long ended executions (with their steps and logs) are kept.
+    #[arg(long, env = "SWITCHBOARD_RETENTION", default_value = "14d")]
+    retention: HumanDuration,
     /// The base URL hooks are reachable at from outside, for hook URLs in the API.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     public_url: Option<String>,
@@ -259,6 +262,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 ..Limits::default()
             },
             alert_interval: args.alert_interval.into(),
+            retention: args.retention.into(),
             ..EngineConfig::default()
         },
         max_body: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),

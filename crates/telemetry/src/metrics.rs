@@ -43,30 +43,114 @@ pub mod names {
     pub const STORE_COMMIT_DURATION: &str = "switchboard_store_commit_duration_seconds";
     /// Writes that one group commit of the store carried.
     pub const STORE_COMMIT_BATCH: &str = "switchboard_store_commit_batch_writes";
+    /// Ended executions deleted because they were older than the retention.
+    pub const EXECUTIONS_PRUNED: &str = "switchboard_executions_pruned_total";
     /// 1 while an alert fires, 0 otherwise, by `integration` and `alert`.
     pub const ALERTS_FIRING: &str = "switchboard_alerts_firing";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
-
-    /// Every name above.
-    pub const ALL: &[&str] = &[
-        WEBHOOKS_RECEIVED,
-        EXECUTIONS_STARTED,
-        EXECUTIONS_FINISHED,
-        EXECUTION_DURATION,
-        EXECUTIONS_RUNNING,
-        STEP_DURATION,
-        RETRIES_SCHEDULED,
-        QUEUE_DEPTH,
-        QUEUE_OLDEST_AGE,
-        OUTBOUND_HTTP_REQUESTS,
-        OUTBOUND_HTTP_DURATION,
-        STORE_COMMIT_DURATION,
-        STORE_COMMIT_BATCH,
-        ALERTS_FIRING,
-        BUILD_INFO,
-    ];
 }
+
+/// The type of a metric.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution, in the unit given.
+    Histogram(Unit),
+}
+
+/// One metric: its name, type and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The name, with its unit.
+    pub name: &'static str,
+    /// The type.
+    pub kind: Kind,
+    /// The help text of the scrape.
+    pub help: &'static str,
+}
+
+/// Every metric, described once; [`Metrics::new`] registers each description.
+pub const ALL: &[Metric] = {
+    use Kind::{Counter, Gauge, Histogram};
+    use names::*;
+    const fn metric(name: &'static str, kind: Kind, help: &'static str) -> Metric {
+        Metric { name, kind, help }
+    }
+    &[
+        metric(
+            WEBHOOKS_RECEIVED,
+            Counter,
+            "Inbound webhook requests, by outcome and rejection reason.",
+        ),
+        metric(
+            EXECUTIONS_STARTED,
+            Counter,
+            "Executions a worker started running; a resumed execution counts again.",
+        ),
+        metric(
+            EXECUTIONS_FINISHED,
+            Counter,
+            "Executions that reached an end, by outcome.",
+        ),
+        metric(
+            EXECUTION_DURATION,
+            Histogram(Unit::Seconds),
+            "Seconds from an execution's acceptance to its end, by outcome.",
+        ),
+        metric(EXECUTIONS_RUNNING, Gauge, "Executions running now."),
+        metric(
+            STEP_DURATION,
+            Histogram(Unit::Seconds),
+            "Seconds one step attempt took, by step kind and outcome.",
+        ),
+        metric(
+            RETRIES_SCHEDULED,
+            Counter,
+            "Failed step attempts that will be tried again, by step kind.",
+        ),
+        metric(QUEUE_DEPTH, Gauge, "Executions waiting for a worker."),
+        metric(
+            QUEUE_OLDEST_AGE,
+            Gauge,
+            "Seconds the oldest waiting execution has waited.",
+        ),
+        metric(
+            OUTBOUND_HTTP_REQUESTS,
+            Counter,
+            "Requests sent by http steps, by status class (or error).",
+        ),
+        metric(
+            OUTBOUND_HTTP_DURATION,
+            Histogram(Unit::Seconds),
+            "Seconds from sending an http step's request to its last body byte.",
+        ),
+        metric(
+            STORE_COMMIT_DURATION,
+            Histogram(Unit::Seconds),
+            "Seconds one group commit of the store took.",
+        ),
+        metric(
+            STORE_COMMIT_BATCH,
+            Histogram(Unit::Count),
+            "Writes that one group commit of the store carried.",
+        ),
+        metric(
+            EXECUTIONS_PRUNED,
+            Counter,
+            "Ended executions deleted because they were older than the retention.",
+        ),
+        metric(ALERTS_FIRING, Gauge, "1 while an alert fires, 0 otherwise."),
+        metric(
+            BUILD_INFO,
+            Gauge,
+            "Always 1; the version label names the running build.",
+        ),
+    ]
+};
 
 /// Bucket bounds for durations, in seconds: 5 ms to 5 minutes.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -135,74 +219,13 @@ impl Metrics {
     }
 
     fn describe(&self) {
-        use names::*;
-        let counters = [
-            (
-                WEBHOOKS_RECEIVED,
-                "Inbound webhook requests, by outcome and rejection reason.",
-            ),
-            (
-                EXECUTIONS_STARTED,
-                "Executions a worker started running; a resumed execution counts again.",
-            ),
-            (
-                EXECUTIONS_FINISHED,
-                "Executions that reached an end, by outcome.",
-            ),
-            (
-                OUTBOUND_HTTP_REQUESTS,
-                "Requests sent by http steps, by status class (or error).",
-            ),
-        ];
-        for (name, help) in counters {
-            self.recorder
-                .describe_counter(name.into(), None, help.into());
-        }
-        let gauges = [
-            (EXECUTIONS_RUNNING, "Executions running now."),
-            (QUEUE_DEPTH, "Executions waiting for a worker."),
-            (
-                QUEUE_OLDEST_AGE,
-                "Seconds the oldest waiting execution has waited.",
-            ),
-            (
-                BUILD_INFO,
-                "Always 1; the version label names the running build.",
-            ),
-        ];
-        for (name, help) in gauges {
-            self.recorder.describe_gauge(name.into(), None, help.into());
-        }
-        let histograms = [
-            (
-                EXECUTION_DURATION,
-                Unit::Seconds,
-                "Seconds from an execution's acceptance to its end, by outcome.",
-            ),
-            (
-                STEP_DURATION,
-                Unit::Seconds,
-                "Seconds one step took, by step kind and outcome.",
-            ),
-            (
-                OUTBOUND_HTTP_DURATION,
-                Unit::Seconds,
-                "Seconds from sending an http step's request to its last body byte.",
-            ),
-            (
-                STORE_COMMIT_DURATION,
-                Unit::Seconds,
-                "Seconds one group commit of the store took.",
-            ),
-            (
-                STORE_COMMIT_BATCH,
-                Unit::Count,
-                "Writes that one group commit of the store carried.",
-            ),
-        ];
-        for (name, unit, help) in histograms {
-            self.recorder
-                .describe_histogram(name.into(), Some(unit), help.into());
+        for metric in ALL {
+            let (name, help) = (metric.name.into(), metric.help.into());
+            match metric.kind {
+                Kind::Counter => self.recorder.describe_counter(name, None, help),
+                Kind::Gauge => self.recorder.describe_gauge(name, None, help),
+                Kind::Histogram(unit) => self.recorder.describe_histogram(name, Some(unit), help),
+            }
         }
     }
 
@@ -323,6 +346,12 @@ impl Metrics {
             .set(oldest_age.as_secs_f64());
     }
 
+    /// `count` ended executions past retention were deleted.
+    pub fn executions_pruned(&self, count: u64) {
+        self.counter(names::EXECUTIONS_PRUNED, Vec::new())
+            .increment(count);
+    }
+
     /// An alert of `integration` was evaluated as firing or not.
     pub fn alert_evaluated(&self, integration: &str, alert: &str, firing: bool) {
         let labels = vec![
@@ -422,6 +451,34 @@ mod tests {
                 .render()
                 .contains(r#"switchboard_executions_running{integration="shop",flow="orders"} 0"#)
         );
+    }
+
+    #[test]
+    fn every_metric_is_described_once_and_scrapes_with_its_help() {
+        let metrics = Arc::new(Metrics::new());
+        let _running = metrics.execution_started("a", "b", "webhook");
+        metrics.webhook_received("a", "b", WebhookOutcome::Accepted);
+        metrics.execution_finished("a", "b", "webhook", "succeeded", Duration::ZERO);
+        metrics.step_finished("a", "b", "http", "succeeded", Duration::ZERO);
+        metrics.retry_scheduled("a", "b", "http");
+        metrics.queue("a", "b", 0, Duration::ZERO);
+        metrics.outbound_http("a", "b", Some(200), Duration::ZERO);
+        metrics.store_committed(1, Duration::ZERO);
+        metrics.executions_pruned(1);
+        metrics.alert_evaluated("a", "alert", false);
+        metrics.upkeep();
+        let text = metrics.render();
+        for metric in ALL {
+            assert_eq!(
+                ALL.iter().filter(|other| other.name == metric.name).count(),
+                1
+            );
+            assert!(
+                text.contains(&format!("# HELP {} {}", metric.name, metric.help)),
+                "{} scrapes without its help:\n{text}",
+                metric.name
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_telemetry::Metrics;
 
-use crate::records::{AlertChange, AlertState, Checkpointed, Control, Enqueued, WindowStats};
+use crate::records::{
+    AlertChange, AlertState, Checkpointed, Control, Enqueued, Pruned, WindowStats,
+};
 use crate::records::{
     Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus,
     ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord,
@@ -32,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("schema_3.sql")),
     (4, include_str!("schema_4.sql")),
     (5, include_str!("schema_5.sql")),
+    (6, include_str!("schema_6.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -716,6 +719,37 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.writer
             .write(move |connection| control::cancel(connection, &id))
+            .await
+    }
+
+    async fn prune(
+        &self,
+        ended_before: Timestamp,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.writer
+            .write(move |connection| {
+                let executions = connection
+                    .prepare_cached(
+                        "DELETE FROM executions WHERE id IN (
+                           SELECT id FROM executions
+                            WHERE finished_at < ?1 AND status IN ('succeeded', 'failed', 'cancelled')
+                            LIMIT ?2)",
+                    )?
+                    .execute(params![ended_before.millis(), limit])?;
+                let dedupe_keys = connection
+                    .prepare_cached(
+                        "DELETE FROM dedupe_keys WHERE rowid IN (
+                           SELECT rowid FROM dedupe_keys WHERE expires_at <= ?1 LIMIT ?2)",
+                    )?
+                    .execute(params![now.millis(), limit])?;
+                Ok(Pruned {
+                    executions: executions as u64,
+                    dedupe_keys: dedupe_keys as u64,
+                })
+            })
             .await
     }
 

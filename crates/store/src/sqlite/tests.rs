@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::records::DedupeKey;
-use crate::records::{Checkpointed, Control, End, Finish};
+use crate::records::{Checkpointed, Control, End, Finish, Pruned};
 
 fn new_execution(flow: &str) -> NewExecution {
     NewExecution {
@@ -279,7 +279,7 @@ async fn finish_all(store: &SqliteStore, status: ExecutionStatus) -> usize {
             execution: execution.id.clone(),
             lease: execution.lease.clone(),
             follow_ups: vec![],
-            steps: vec![],
+            steps: vec![step(0, "call")],
             logs: vec![],
             end: Some(End::Finished(Finish {
                 status,
@@ -543,4 +543,47 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
     );
     let unknown = ExecutionId::generate();
     assert_eq!(store.cancel(&unknown).await.unwrap(), Control::NotFound);
+}
+
+#[tokio::test]
+async fn pruning_deletes_old_ended_executions_with_their_records_in_batches() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    for _ in 0..3 {
+        store.enqueue(new_execution("a")).await.unwrap();
+    }
+    assert_eq!(finish_all(&store, ExecutionStatus::Succeeded).await, 3);
+    let waiting = store.enqueue(new_execution("a")).await.unwrap().id;
+    let later = Timestamp::now().after(std::time::Duration::from_secs(1));
+    let step_records = || async {
+        store
+            .readers
+            .read(|connection| {
+                Ok(connection
+                    .query_row("SELECT count(*) FROM steps", [], |row| row.get::<_, i64>(0))?)
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(step_records().await, 3);
+
+    let first = store.prune(later, later, 2).await.unwrap();
+    assert_eq!(first.executions, 2, "one batch at a time");
+    let second = store.prune(later, later, 2).await.unwrap();
+    assert_eq!(second.executions, 1);
+    assert_eq!(
+        store.prune(later, later, 2).await.unwrap(),
+        Pruned::default()
+    );
+    let page = store
+        .executions(ExecutionFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "what has not ended stays");
+    assert_eq!(page.items[0].id, waiting);
+    assert_eq!(
+        step_records().await,
+        0,
+        "step records go with their execution"
+    );
 }

@@ -171,3 +171,48 @@ async fn cancel_stops_a_running_step_and_ends_a_waiting_retry() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ended_executions_past_retention_are_deleted() {
+    let receiver = Receiver::start().await;
+    let server =
+        TestServer::start_configured(&project(&receiver.base), Default::default(), |engine| {
+            engine.retention = Duration::from_millis(300);
+            engine.retention_interval = Duration::from_millis(100);
+        })
+        .await;
+    let ended = server.run_hook("/hooks/shop/push", &json!({"id": 1})).await;
+    let id = ended["id"].as_str().unwrap();
+    *receiver.delay.lock().unwrap() = Duration::from_secs(20);
+    let (_, accepted) = server
+        .post_hook("/hooks/shop/push", &json!({"id": 2}))
+        .await;
+    let running = accepted["execution_id"].as_str().unwrap().to_owned();
+
+    let mut gone = false;
+    for _ in 0..300 {
+        let (status, _) = server.get_json(&format!("/api/v1/executions/{id}")).await;
+        if status == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gone, "the ended execution was kept past its retention");
+    let (status, still) = server
+        .get_json(&format!("/api/v1/executions/{running}"))
+        .await;
+    assert_eq!(
+        status, 200,
+        "an execution that has not ended is never deleted"
+    );
+    assert_eq!(still["status"], "running");
+    let metrics = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains("switchboard_executions_pruned_total 1"),
+        "{metrics}"
+    );
+    let (status, _) = post(&server, &format!("/api/v1/executions/{running}/cancel")).await;
+    assert_eq!(status, 202);
+    server.stop().await;
+}

@@ -32,13 +32,23 @@ impl TestServer {
 
     /// Starts a server for one integration file's text, with secrets.
     pub async fn start_with(yaml: &str, secrets: Secrets) -> Self {
+        Self::start_configured(yaml, secrets, |_| {}).await
+    }
+
+    /// Starts a server for one integration file's text, with secrets and engine settings
+    /// changed by `configure`.
+    pub async fn start_configured(
+        yaml: &str,
+        secrets: Secrets,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> Self {
         let project_dir = tempfile::tempdir().unwrap();
         let file = project_dir.path().join("integration.yaml");
         std::fs::write(&file, yaml).unwrap();
         let project = switchboard_project::load(&[file])
             .unwrap_or_else(|problems| panic!("invalid test project:\n{problems}"));
         let data = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             data_dir: data.path().to_owned(),
             project: Arc::new(project),
             secrets,
@@ -56,6 +66,7 @@ impl TestServer {
             max_body: 64 * 1024,
             public_url: None,
         };
+        configure(&mut config.engine);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel();
