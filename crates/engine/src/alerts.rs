@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_core::{ExecutionId, HumanDuration, Timestamp};
+use switchboard_core::{HumanDuration, Timestamp};
 use switchboard_project::{Alert, AlertCondition, Integration, Trigger};
 use switchboard_store::{AlertChange, AlertState, NewExecution, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -102,15 +102,12 @@ async fn evaluate(
     let notifications = alert
         .notify
         .iter()
-        .map(|flow| NewExecution {
-            id: ExecutionId::generate(),
-            integration: integration.name.clone(),
-            flow: flow.clone(),
-            trigger: json!({"kind": "alert", "alert": alert.name, "status": notice["status"]}),
-            input: notice.clone(),
-            created_at: now,
-            dedupe: None,
-            replay_of: None,
+        .map(|flow| {
+            let trigger = json!({"kind": "alert", "alert": alert.name, "status": notice["status"]});
+            match engine.project.flow(&integration.name, flow) {
+                Some(flow) => engine.prepare_or_plain(flow, trigger, notice.clone()),
+                None => NewExecution::new(&integration.name, flow, trigger, notice.clone()),
+            }
         })
         .collect();
     let changed = engine

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_core::{ExecutionId, HumanDuration, Timestamp};
+use switchboard_core::{HumanDuration, Timestamp};
 use switchboard_expr::Scope;
 use switchboard_project::Flow;
 use switchboard_store::{
@@ -372,31 +372,23 @@ impl<'a> ExecutionRun<'a> {
     /// The execution of the flow's `on_error` flow, when this one failed for good.
     fn on_error(&self, error: Option<&ErrorRecord>) -> Option<NewExecution> {
         let leased = self.leased;
-        let target = self
-            .engine
-            .project
+        let project = &self.engine.project;
+        let target = project
             .flow(&leased.integration, &leased.flow)?
             .on_error
-            .clone()?;
-        let now = Timestamp::now();
-        Some(NewExecution {
-            id: ExecutionId::generate(),
-            integration: leased.integration.clone(),
-            flow: target,
-            trigger: json!({"kind": "error", "execution_id": leased.id, "flow": leased.flow}),
-            input: json!({
-                "execution_id": leased.id,
-                "integration": leased.integration,
-                "flow": leased.flow,
-                "error": error,
-                "trigger": self.engine.secrets.redact_json(&leased.trigger),
-                "input": self.engine.secrets.redact_json(&leased.input),
-                "failed_at": now,
-            }),
-            created_at: now,
-            dedupe: None,
-            replay_of: None,
-        })
+            .as_ref()?;
+        let target = project.flow(&leased.integration, target)?;
+        let trigger = json!({"kind": "error", "execution_id": leased.id, "flow": leased.flow});
+        let input = json!({
+            "execution_id": leased.id,
+            "integration": leased.integration,
+            "flow": leased.flow,
+            "error": error,
+            "trigger": self.engine.secrets.redact_json(&leased.trigger),
+            "input": self.engine.secrets.redact_json(&leased.input),
+            "failed_at": Timestamp::now(),
+        });
+        Some(self.engine.prepare_or_plain(target, trigger, input))
     }
 
     /// Writes everything pending, and the end of the lease when `end` is set.

@@ -23,23 +23,24 @@ mod alerts;
 mod execution;
 mod retention;
 mod steps;
+mod submit;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
 use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Secrets, Timestamp};
-use switchboard_expr::{EvalError, Limits, Scope};
-use switchboard_project::{Dedupe, Flow, Project, Trigger, WebhookTrigger};
-use switchboard_store::{Control, DedupeKey, Enqueued, NewExecution, Store, StoreError};
+use switchboard_expr::Limits;
+use switchboard_project::Project;
+use switchboard_store::{Control, NewExecution, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use steps::StepError;
+pub use submit::SubmitError;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -78,17 +79,6 @@ impl Default for EngineConfig {
             retention_interval: Duration::from_secs(60),
         }
     }
-}
-
-/// An execution could not be queued.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// The flow's `dedupe` program failed on this request.
-    #[error("the dedupe key could not be computed: {0}")]
-    DedupeKey(EvalError),
-    /// The store refused or failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Could not build the engine.
@@ -156,72 +146,6 @@ impl Engine {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    /// Queues an execution of `flow`; when this returns it is durable. For a webhook
-    /// flow with `dedupe`, a key seen within the window queues nothing and the answer
-    /// names the execution that holds it.
-    pub async fn submit(
-        &self,
-        flow: &Flow,
-        trigger: Value,
-        input: Value,
-    ) -> Result<Enqueued, SubmitError> {
-        let created_at = Timestamp::now();
-        let dedupe = match &flow.trigger {
-            Trigger::Webhook(WebhookTrigger {
-                dedupe: Some(dedupe),
-                ..
-            }) => self
-                .dedupe_key(flow, dedupe, &trigger, &input)?
-                .map(|key| DedupeKey {
-                    key,
-                    expires_at: created_at.after(dedupe.window),
-                }),
-            _ => None,
-        };
-        let new = NewExecution {
-            id: ExecutionId::generate(),
-            integration: flow.integration.clone(),
-            flow: flow.name.clone(),
-            trigger,
-            input,
-            created_at,
-            dedupe,
-            replay_of: None,
-        };
-        let enqueued = self.store.enqueue(new).await?;
-        if !enqueued.duplicate {
-            self.wake.notify_one();
-        }
-        Ok(enqueued)
-    }
-
-    /// The de-duplication key of a request: the program's result as text (a string as
-    /// it is), or `None` when it gives `null`.
-    fn dedupe_key(
-        &self,
-        flow: &Flow,
-        dedupe: &Dedupe,
-        trigger: &Value,
-        input: &Value,
-    ) -> Result<Option<String>, SubmitError> {
-        let config = self
-            .project
-            .integrations
-            .get(&flow.integration)
-            .map_or(Value::Null, |integration| integration.config_values());
-        let execution = serde_json::json!({"integration": flow.integration, "flow": flow.name});
-        let scope = Scope::new(input, trigger, &config, &self.secrets.to_json(), &execution);
-        let key = dedupe
-            .key
-            .eval_one(&scope, &self.config.expression_limits)
-            .map_err(SubmitError::DedupeKey)?;
-        Ok(match key {
-            Value::Null => None,
-            Value::String(text) => Some(text),
-            other => Some(other.to_string()),
-        })
     }
 
     /// Runs workers until `shutdown` is cancelled, then drains (see the crate docs).
@@ -292,6 +216,9 @@ impl Engine {
                     execution::run(&engine, execution, stop).await;
                     engine.track(&id, None);
                     drop(slot);
+                    // Its end may let another start: the next of its ordering sequence,
+                    // or one waiting for room in its concurrency group.
+                    engine.wake.notify_one();
                 });
             }
         }
@@ -339,16 +266,18 @@ impl Engine {
         let Some(original) = self.store.execution(id).await? else {
             return Ok(None);
         };
-        let new = NewExecution {
-            id: ExecutionId::generate(),
-            integration: original.summary.integration,
-            flow: original.summary.flow,
-            trigger: original.trigger,
-            input: original.input,
-            created_at: Timestamp::now(),
-            dedupe: None,
-            replay_of: Some(id.clone()),
+        let summary = original.summary;
+        let mut new = match self.project.flow(&summary.integration, &summary.flow) {
+            Some(flow) => self.prepare_or_plain(flow, original.trigger, original.input),
+            None => NewExecution::new(
+                &summary.integration,
+                &summary.flow,
+                original.trigger,
+                original.input,
+            ),
         };
+        new.dedupe = None;
+        new.replay_of = Some(id.clone());
         let enqueued = self.store.enqueue(new).await?;
         self.wake.notify_one();
         Ok(Some(enqueued.id))

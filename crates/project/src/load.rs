@@ -10,8 +10,8 @@ use serde_saphyr::{Location, Spanned};
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    Backoff, BodyFormat, ConfigVar, Dedupe, Flow, HttpBody, HttpStep, Integration, Project,
-    RetryPolicy, Step, StepKind, Trigger, WebhookTrigger,
+    Backoff, BodyFormat, Concurrency, ConfigVar, Dedupe, Flow, HttpBody, HttpStep, Integration,
+    Project, RetryPolicy, Step, StepKind, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
 use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec};
@@ -289,7 +289,30 @@ impl FileChecker<'_> {
             retry,
             on_error,
             timeout,
+            concurrency,
+            ordering,
         } = spec.value;
+        let no_steps = StepRefs {
+            step: "",
+            earlier: &[],
+            later: &[],
+        };
+        let concurrency = concurrency.and_then(|concurrency| {
+            let spec = concurrency.value;
+            if spec.limit.value == 0 {
+                self.report(&spec.limit.referenced, "`limit` must be at least 1");
+            }
+            let key = match &spec.key {
+                Some(key) => Some(self.expr(key, "concurrency key", &no_steps)?),
+                None => None,
+            };
+            Some(Concurrency {
+                limit: spec.limit.value,
+                key,
+            })
+        });
+        let ordering =
+            ordering.and_then(|ordering| self.expr(&ordering.value.key, "ordering key", &no_steps));
         if !is_name(name) {
             self.report(
                 &at,
@@ -326,6 +349,8 @@ impl FileChecker<'_> {
             retry,
             on_error: on_error.map(|on_error| on_error.value),
             timeout: timeout.map(Duration::from),
+            concurrency,
+            ordering,
         })
     }
 

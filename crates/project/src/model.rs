@@ -80,6 +80,19 @@ pub struct Flow {
     pub on_error: Option<String>,
     /// The most time an execution may take from acceptance to end.
     pub timeout: Option<Duration>,
+    /// How many of its executions may run at once.
+    pub concurrency: Option<Concurrency>,
+    /// Which of its executions run one after another.
+    pub ordering: Option<Expr>,
+}
+
+/// A flow's concurrency limit.
+#[derive(Debug, Clone)]
+pub struct Concurrency {
+    /// How many may run at once, per key.
+    pub limit: u32,
+    /// The group an execution counts in; `None`: the whole flow.
+    pub key: Option<Expr>,
 }
 
 impl Flow {

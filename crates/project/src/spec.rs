@@ -64,6 +64,31 @@ pub struct FlowSpec {
     /// The most time an execution may take from acceptance to end, retries included.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// At most `limit` executions of the flow run at once (per `key`, when given).
+    #[serde(default)]
+    pub concurrency: Option<Spanned<ConcurrencySpec>>,
+    /// Executions with the same `key` run one after another, in arrival order.
+    #[serde(default)]
+    pub ordering: Option<Spanned<OrderingSpec>>,
+}
+
+/// The `concurrency` of a flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencySpec {
+    /// How many may run at once.
+    pub limit: Spanned<u32>,
+    /// A jq program giving the group an execution counts in (default: the whole flow).
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+}
+
+/// The `ordering` of a flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderingSpec {
+    /// A jq program giving the sequence an execution belongs to (`.customer_id`).
+    pub key: Spanned<String>,
 }
 
 /// How a failed step is tried again. Unset fields take the `http` default: 5 attempts,

@@ -52,7 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 405, description = "The flow does not take this method; `Allow` names those it does.", body = ErrorBody),
         (status = 413, description = "The body is over the size limit.", body = ErrorBody),
         (status = 415, description = "The flow does not take this content type.", body = ErrorBody),
-        (status = 422, description = "The flow's `dedupe` key could not be computed from the request.", body = ErrorBody),
+        (status = 422, description = "One of the flow's keys (`dedupe`, `concurrency`, `ordering`) could not be computed from the request.", body = ErrorBody),
         (status = 503, description = "The store does not answer; nothing was accepted.", body = ErrorBody),
     ))]
 pub(crate) async fn receive(
@@ -171,11 +171,20 @@ async fn accept(
         .submit(flow, trigger, data)
         .await
         .map_err(|error| match error {
-            SubmitError::DedupeKey(error) => ApiError::unprocessable(
-                "dedupe_key_failed",
-                format!("the flow's dedupe key could not be computed from this request: {error}"),
-            )
-            .at("body"),
+            SubmitError::Key { what, source } => {
+                let code = match what {
+                    "dedupe" => "dedupe_key_failed",
+                    "concurrency" => "concurrency_key_failed",
+                    _ => "ordering_key_failed",
+                };
+                ApiError::unprocessable(
+                    code,
+                    format!(
+                        "the flow's {what} key could not be computed from this request: {source}"
+                    ),
+                )
+                .at("body")
+            }
             SubmitError::Store(error) => ApiError::store_unavailable(&error),
         })
 }

@@ -28,10 +28,10 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 pub use error::StoreError;
 pub use records::{
-    AlertChange, AlertState, Checkpoint, Checkpointed, Control, DedupeKey, End, Enqueued,
-    ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary, Finish,
-    LeasedExecution, LogLevel, LogRecord, NewExecution, Page, Pruned, QueuedFlow, StepRecord,
-    StepStatus, WindowStats,
+    AlertChange, AlertState, Checkpoint, Checkpointed, ConcurrencyGroup, Control, DedupeKey, End,
+    Enqueued, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
+    Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Page, Pruned, QueuedFlow,
+    StepRecord, StepStatus, WindowStats,
 };
 pub use sqlite::SqliteStore;
 
@@ -44,7 +44,9 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, new: NewExecution) -> Result<Enqueued, StoreError>;
 
     /// Leases up to `limit` executions runnable at `now` (queued, or retrying and due)
-    /// to `node` until `expires_at`.
+    /// to `node` until `expires_at`, oldest first, skipping an execution while one
+    /// before it in its ordering sequence has not ended, and while its concurrency group
+    /// runs as many as its limit.
     async fn lease(
         &self,
         node: &NodeId,

@@ -81,6 +81,37 @@ pub struct NewExecution {
     pub dedupe: Option<DedupeKey>,
     /// The execution this one replays.
     pub replay_of: Option<ExecutionId>,
+    /// The concurrency group it counts in, when its flow has a limit.
+    pub concurrency: Option<ConcurrencyGroup>,
+    /// The sequence it runs in, one after another in arrival order.
+    pub ordering_key: Option<String>,
+}
+
+impl NewExecution {
+    /// A new execution of `integration`/`flow`, accepted now, with no keys.
+    pub fn new(integration: &str, flow: &str, trigger: Value, input: Value) -> Self {
+        Self {
+            id: ExecutionId::generate(),
+            integration: integration.to_owned(),
+            flow: flow.to_owned(),
+            trigger,
+            input,
+            created_at: Timestamp::now(),
+            dedupe: None,
+            replay_of: None,
+            concurrency: None,
+            ordering_key: None,
+        }
+    }
+}
+
+/// A concurrency group: at most `limit` of its executions run at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcurrencyGroup {
+    /// The group's key within the flow (empty: the whole flow).
+    pub key: String,
+    /// How many may run at once.
+    pub limit: u32,
 }
 
 /// A de-duplication key of a new execution.

@@ -213,6 +213,8 @@ impl FileChecker<'_> {
                     retry: None,
                     on_error: None,
                     timeout: None,
+                    concurrency: None,
+                    ordering: None,
                 };
                 flows.insert(name.clone(), Arc::new(flow));
                 Some(name)

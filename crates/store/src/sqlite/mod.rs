@@ -2,6 +2,7 @@
 
 mod alerts;
 mod control;
+mod flow_control;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("schema_4.sql")),
     (5, include_str!("schema_5.sql")),
     (6, include_str!("schema_6.sql")),
+    (7, include_str!("schema_7.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -333,8 +335,9 @@ fn dedupe_holder(
 fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at, replay_of)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6, ?7)",
+            "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at,
+                replay_of, concurrency_key, concurrency_limit, ordering_key)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             new.id.as_str(),
@@ -343,7 +346,10 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
             json_text(&new.trigger),
             json_text(&new.input),
             new.created_at.millis(),
-            new.replay_of.as_ref().map(ExecutionId::as_str)
+            new.replay_of.as_ref().map(ExecutionId::as_str),
+            new.concurrency.as_ref().map(|group| group.key.as_str()),
+            new.concurrency.as_ref().map(|group| group.limit),
+            new.ordering_key
         ])?;
     Ok(())
 }
@@ -355,26 +361,26 @@ fn lease_batch(
     now: Timestamp,
     expires_at: Timestamp,
 ) -> Result<Vec<LeasedExecution>, StoreError> {
+    let chosen = flow_control::lease_candidates(connection, limit, now)?;
     let lease = LeaseToken::generate();
     let now = now.millis();
     let mut statement = connection.prepare_cached(
         "UPDATE executions
             SET status = 'running', attempt = attempt + 1, lease_token = ?1, lease_owner = ?2,
                 lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
-          WHERE id IN (SELECT id FROM executions WHERE status IN ('queued', 'retrying') AND run_at <= ?4
-                        ORDER BY run_at, id LIMIT ?5)
+          WHERE id = ?5
       RETURNING id, integration, flow, trigger, input, attempt, created_at",
     )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = statement.query(params![
-        lease.as_str(),
-        node.as_str(),
-        expires_at.millis(),
-        now,
-        limit
-    ])?;
     let mut leased = Vec::new();
-    while let Some(row) = rows.next()? {
+    for id in &chosen {
+        let mut rows = statement.query(params![
+            lease.as_str(),
+            node.as_str(),
+            expires_at.millis(),
+            now,
+            id
+        ])?;
+        let Some(row) = rows.next()? else { continue };
         let id: String = row.get(0)?;
         leased.push(LeasedExecution {
             id: parse_id(&id)?,
@@ -391,7 +397,6 @@ fn lease_batch(
             next_log_seq: 0,
         });
     }
-    drop(rows);
     leased.sort_by(|a, b| a.id.cmp(&b.id));
     for execution in &mut leased {
         let id = execution.id.as_str();

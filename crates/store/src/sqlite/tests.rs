@@ -1,8 +1,8 @@
 use serde_json::json;
 
 use super::*;
-use crate::records::DedupeKey;
 use crate::records::{Checkpointed, Control, End, Finish, Pruned};
+use crate::records::{ConcurrencyGroup, DedupeKey};
 
 fn new_execution(flow: &str) -> NewExecution {
     NewExecution {
@@ -14,6 +14,8 @@ fn new_execution(flow: &str) -> NewExecution {
         created_at: Timestamp::now(),
         dedupe: None,
         replay_of: None,
+        concurrency: None,
+        ordering_key: None,
     }
 }
 
@@ -585,5 +587,134 @@ async fn pruning_deletes_old_ended_executions_with_their_records_in_batches() {
         step_records().await,
         0,
         "step records go with their execution"
+    );
+}
+
+/// Ends a leased execution's lease with `end`.
+async fn end_lease(store: &SqliteStore, execution: &LeasedExecution, end: End) {
+    let checkpoint = Checkpoint {
+        execution: execution.id.clone(),
+        lease: execution.lease.clone(),
+        steps: vec![],
+        logs: vec![],
+        end: Some(end),
+        follow_ups: vec![],
+    };
+    store.checkpoint(checkpoint).await.unwrap();
+}
+
+fn finished(status: ExecutionStatus) -> End {
+    End::Finished(Finish {
+        status,
+        error: None,
+    })
+}
+
+#[tokio::test]
+async fn an_ordering_key_runs_its_executions_one_after_another() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let keyed = |key: &str| NewExecution {
+        ordering_key: Some(key.to_owned()),
+        ..new_execution("a")
+    };
+    let lease_ids = || async {
+        let leased = store
+            .lease(&node, 10, Timestamp::now(), soon())
+            .await
+            .unwrap();
+        let ids: Vec<ExecutionId> = leased
+            .iter()
+            .map(|execution| execution.id.clone())
+            .collect();
+        (leased, ids)
+    };
+    let a1 = store.enqueue(keyed("alice")).await.unwrap().id;
+    let a2 = store.enqueue(keyed("alice")).await.unwrap().id;
+    let b1 = store.enqueue(keyed("bob")).await.unwrap().id;
+    let b2 = store.enqueue(keyed("bob")).await.unwrap().id;
+    let free = store.enqueue(new_execution("a")).await.unwrap().id;
+    let (first, ids) = lease_ids().await;
+    assert_eq!(
+        ids,
+        [a1.clone(), b1.clone(), free],
+        "the head of each key, and the unkeyed one"
+    );
+
+    // alice's head waits for a retry; bob's head succeeds.
+    let error = ErrorRecord {
+        code: "http_status".into(),
+        message: "503".into(),
+        step: None,
+    };
+    let later = Timestamp::now().after(std::time::Duration::from_secs(60));
+    end_lease(&store, &first[0], End::Retry { at: later, error }).await;
+    end_lease(&store, &first[1], finished(ExecutionStatus::Succeeded)).await;
+    let (second, ids) = lease_ids().await;
+    assert_eq!(
+        ids,
+        [b2],
+        "a waiting head holds back its key, and only its key"
+    );
+
+    // alice's head fails for good: the next of alice runs.
+    end_lease(&store, &second[0], finished(ExecutionStatus::Succeeded)).await;
+    let again = store.lease(&node, 1, later, soon()).await.unwrap();
+    assert_eq!(again[0].id, a1);
+    end_lease(&store, &again[0], finished(ExecutionStatus::Failed)).await;
+    let (_, ids) = lease_ids().await;
+    assert_eq!(ids, [a2]);
+}
+
+#[tokio::test]
+async fn a_concurrency_group_runs_at_most_its_limit() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let grouped = |key: &str| NewExecution {
+        concurrency: Some(ConcurrencyGroup {
+            key: key.to_owned(),
+            limit: 2,
+        }),
+        ..new_execution("a")
+    };
+    for _ in 0..3 {
+        store.enqueue(grouped("eu")).await.unwrap();
+    }
+    store.enqueue(grouped("us")).await.unwrap();
+    let leased = store
+        .lease(&node, 10, Timestamp::now(), soon())
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 3, "two of eu (its limit) and the one of us");
+    assert!(
+        store
+            .lease(&node, 10, Timestamp::now(), soon())
+            .await
+            .unwrap()
+            .is_empty(),
+        "eu is full"
+    );
+    let done = Checkpoint {
+        execution: leased[0].id.clone(),
+        lease: leased[0].lease.clone(),
+        steps: vec![],
+        logs: vec![],
+        end: Some(End::Finished(Finish {
+            status: ExecutionStatus::Succeeded,
+            error: None,
+        })),
+        follow_ups: vec![],
+    };
+    store.checkpoint(done).await.unwrap();
+    assert_eq!(
+        store
+            .lease(&node, 10, Timestamp::now(), soon())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "a slot opened"
     );
 }

@@ -342,3 +342,132 @@ async fn an_execution_that_outlives_its_timeout_fails() {
     );
     server.stop().await;
 }
+
+fn flow_control_project(receiver: &str) -> String {
+    format!(
+        r#"
+name: shop
+config:
+  base: {{ default: "{receiver}" }}
+flows:
+  events:
+    trigger: {{ webhook: {{}} }}
+    ordering: {{ key: .customer }}
+    steps:
+      - id: send
+        http:
+          method: POST
+          url: '${{{{ if .fail then "http://127.0.0.1:9" else $config.base end }}}}/events'
+          json: .
+        retry: {{ attempts: 3, backoff: fixed, initial: 300ms, jitter: false }}
+  exports:
+    trigger: {{ webhook: {{}} }}
+    concurrency: {{ limit: 2 }}
+    steps:
+      - id: send
+        http: {{ method: POST, url: "{receiver}/exports", json: . }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_failing_head_holds_back_its_key_and_only_its_key() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start(&flow_control_project(&receiver.base)).await;
+    let post = |body: Value| {
+        let server = &server;
+        async move {
+            let (status, accepted) = server.post_hook("/hooks/shop/events", &body).await;
+            assert_eq!(status, 202);
+            accepted["execution_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let alice_1 = post(json!({"customer": "alice", "n": 1, "fail": true})).await;
+    let alice_2 = post(json!({"customer": "alice", "n": 2})).await;
+    let bob_1 = post(json!({"customer": "bob", "n": 1})).await;
+    let bob_2 = post(json!({"customer": "bob", "n": 2})).await;
+
+    assert_eq!(
+        server.finished_execution(&bob_2).await["status"],
+        "succeeded"
+    );
+    let (_, waiting) = server
+        .get_json(&format!("/api/v1/executions/{alice_2}"))
+        .await;
+    assert_eq!(
+        waiting["status"], "queued",
+        "alice's second waits behind her first"
+    );
+    let (_, head) = server
+        .get_json(&format!("/api/v1/executions/{alice_1}"))
+        .await;
+    assert_ne!(
+        head["status"], "failed",
+        "alice's first is still being retried"
+    );
+
+    assert_eq!(
+        server.finished_execution(&alice_1).await["status"],
+        "failed"
+    );
+    assert_eq!(
+        server.finished_execution(&alice_2).await["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        server.finished_execution(&bob_1).await["status"],
+        "succeeded"
+    );
+    let order: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|request| {
+            format!(
+                "{}{}",
+                request.body["customer"].as_str().unwrap(),
+                request.body["n"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["bob1", "bob2", "alice2"],
+        "each key in arrival order"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_concurrency_limit_caps_running_executions() {
+    let receiver = Receiver::start().await;
+    *receiver.delay.lock().unwrap() = Duration::from_millis(300);
+    let server = TestServer::start(&flow_control_project(&receiver.base)).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let (_, accepted) = server
+            .post_hook("/hooks/shop/exports", &json!({"n": n}))
+            .await;
+        ids.push(accepted["execution_id"].as_str().unwrap().to_owned());
+    }
+    let mut most = 0;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 1000, "the exports did not finish");
+        let (_, running) = server
+            .get_json("/api/v1/executions?flow=exports&status=running")
+            .await;
+        let count = running["items"].as_array().unwrap().len();
+        assert!(count <= 2, "{count} ran at once with a limit of 2");
+        most = most.max(count);
+        let (_, done) = server
+            .get_json("/api/v1/executions?flow=exports&status=succeeded")
+            .await;
+        if done["items"].as_array().unwrap().len() == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most, 2, "the limit is used, not just respected");
+    server.stop().await;
+}

@@ -1,0 +1,132 @@
+//! Queuing executions: the keys a flow computes from each trigger (de-duplication,
+//! concurrency group, ordering sequence), then one durable insert.
+
+use serde_json::Value;
+use switchboard_expr::{EvalError, Expr, Scope};
+use switchboard_project::{Flow, Trigger, WebhookTrigger};
+use switchboard_store::{ConcurrencyGroup, DedupeKey, Enqueued, NewExecution, StoreError};
+
+use crate::Engine;
+
+/// An execution could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// One of the flow's key programs failed on this trigger.
+    #[error("the {what} key could not be computed: {source}")]
+    Key {
+        /// `dedupe`, `concurrency` or `ordering`.
+        what: &'static str,
+        /// Why.
+        source: EvalError,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Engine {
+    /// Queues an execution of `flow`; when this returns it is durable. For a webhook
+    /// flow with `dedupe`, a key seen within the window queues nothing and the answer
+    /// names the execution that holds it.
+    pub async fn submit(
+        &self,
+        flow: &Flow,
+        trigger: Value,
+        input: Value,
+    ) -> Result<Enqueued, SubmitError> {
+        let new = self.prepare(flow, trigger, input)?;
+        let enqueued = self.store.enqueue(new).await?;
+        if !enqueued.duplicate {
+            self.wake.notify_one();
+        }
+        Ok(enqueued)
+    }
+
+    /// A new execution of `flow` with its keys computed from `trigger` and `input`.
+    pub(crate) fn prepare(
+        &self,
+        flow: &Flow,
+        trigger: Value,
+        input: Value,
+    ) -> Result<NewExecution, SubmitError> {
+        let mut new = NewExecution::new(&flow.integration, &flow.name, trigger, input);
+        if let Trigger::Webhook(WebhookTrigger {
+            dedupe: Some(dedupe),
+            ..
+        }) = &flow.trigger
+        {
+            new.dedupe = self
+                .key(flow, &dedupe.key, &new, "dedupe")?
+                .map(|key| DedupeKey {
+                    key,
+                    expires_at: new.created_at.after(dedupe.window),
+                });
+        }
+        if let Some(concurrency) = &flow.concurrency {
+            let key = match &concurrency.key {
+                Some(program) => self.key(flow, program, &new, "concurrency")?,
+                None => None,
+            };
+            new.concurrency = Some(ConcurrencyGroup {
+                key: key.unwrap_or_default(),
+                limit: concurrency.limit,
+            });
+        }
+        if let Some(ordering) = &flow.ordering {
+            new.ordering_key = self.key(flow, ordering, &new, "ordering")?;
+        }
+        Ok(new)
+    }
+
+    /// [`Engine::prepare`], or, when a key program fails on a trigger that is not a
+    /// request (an alert's notice, a failed execution), the execution without keys.
+    pub(crate) fn prepare_or_plain(
+        &self,
+        flow: &Flow,
+        trigger: Value,
+        input: Value,
+    ) -> NewExecution {
+        match self.prepare(flow, trigger.clone(), input.clone()) {
+            Ok(new) => new,
+            Err(error) => {
+                tracing::warn!(%error, flow = %flow.name, "Queuing without the flow's keys.");
+                NewExecution::new(&flow.integration, &flow.name, trigger, input)
+            }
+        }
+    }
+
+    /// A key: the program's result as text (a string as it is); `None` for `null`.
+    fn key(
+        &self,
+        flow: &Flow,
+        program: &Expr,
+        new: &NewExecution,
+        what: &'static str,
+    ) -> Result<Option<String>, SubmitError> {
+        let config = self
+            .project
+            .integrations
+            .get(&flow.integration)
+            .map_or(Value::Null, |integration| integration.config_values());
+        let execution = serde_json::json!({
+            "id": new.id,
+            "integration": flow.integration,
+            "flow": flow.name,
+        });
+        let scope = Scope::new(
+            &new.input,
+            &new.trigger,
+            &config,
+            &self.secrets.to_json(),
+            &execution,
+        );
+        let key = program
+            .eval_one(&scope, &self.config.expression_limits)
+            .map_err(|source| SubmitError::Key { what, source })?;
+        Ok(match key {
+            Value::Null => None,
+            Value::String(text) => Some(text),
+            other => Some(other.to_string()),
+        })
+    }
+}
