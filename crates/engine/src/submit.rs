@@ -4,7 +4,9 @@
 use serde_json::Value;
 use switchboard_expr::{EvalError, Expr, Scope};
 use switchboard_project::{Flow, Trigger, WebhookTrigger};
-use switchboard_store::{ConcurrencyGroup, DedupeKey, Enqueued, NewExecution, StoreError};
+use switchboard_store::{
+    ConcurrencyGroup, DedupeKey, Enqueued, NewExecution, StoreError, ThrottleGroup,
+};
 
 use crate::Engine;
 
@@ -14,7 +16,7 @@ pub enum SubmitError {
     /// One of the flow's key programs failed on this trigger.
     #[error("the {what} key could not be computed: {source}")]
     Key {
-        /// `dedupe`, `concurrency` or `ordering`.
+        /// `dedupe`, `concurrency`, `ordering`, `debounce` or `throttle`.
         what: &'static str,
         /// Why.
         source: EvalError,
@@ -74,6 +76,25 @@ impl Engine {
         }
         if let Some(ordering) = &flow.ordering {
             new.ordering_key = self.key(flow, ordering, &new, "ordering")?;
+        }
+        if let Some(debounce) = &flow.debounce {
+            let key = match &debounce.key {
+                Some(program) => self.key(flow, program, &new, "debounce")?,
+                None => None,
+            };
+            new.debounce_key = Some(key.unwrap_or_default());
+            new.not_before = Some(new.created_at.after(debounce.period));
+        }
+        if let Some(throttle) = &flow.throttle {
+            let key = match &throttle.key {
+                Some(program) => self.key(flow, program, &new, "throttle")?,
+                None => None,
+            };
+            new.throttle = Some(ThrottleGroup {
+                key: key.unwrap_or_default(),
+                count: throttle.count,
+                per: throttle.per,
+            });
         }
         Ok(new)
     }

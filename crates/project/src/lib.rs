@@ -17,7 +17,7 @@ pub mod spec;
 
 pub use load::{Problem, Problems, load};
 pub use model::{
-    Alert, AlertCondition, Backoff, BodyFormat, Concurrency, ConfigVar, Dedupe, Flow, HttpBody,
-    HttpStep, Integration, Project, RetryPolicy, Step, StepKind, Trigger, WebhookTrigger,
-    alert_webhook_flow,
+    Alert, AlertCondition, Backoff, BodyFormat, Concurrency, ConfigVar, Debounce, Dedupe, Flow,
+    HttpBody, HttpStep, Integration, Project, RetryPolicy, Step, StepKind, Throttle, Trigger,
+    WebhookTrigger, alert_webhook_flow,
 };

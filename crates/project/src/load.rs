@@ -10,8 +10,8 @@ use serde_saphyr::{Location, Spanned};
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    Backoff, BodyFormat, Concurrency, ConfigVar, Dedupe, Flow, HttpBody, HttpStep, Integration,
-    Project, RetryPolicy, Step, StepKind, Trigger, WebhookTrigger,
+    Backoff, BodyFormat, Concurrency, ConfigVar, Debounce, Dedupe, Flow, HttpBody, HttpStep,
+    Integration, Project, RetryPolicy, Step, StepKind, Throttle, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
 use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec};
@@ -291,6 +291,8 @@ impl FileChecker<'_> {
             timeout,
             concurrency,
             ordering,
+            debounce,
+            throttle,
         } = spec.value;
         let no_steps = StepRefs {
             step: "",
@@ -313,6 +315,36 @@ impl FileChecker<'_> {
         });
         let ordering =
             ordering.and_then(|ordering| self.expr(&ordering.value.key, "ordering key", &no_steps));
+        let debounce = debounce.and_then(|debounce| {
+            let spec = debounce.value;
+            let key = match &spec.key {
+                Some(key) => Some(self.expr(key, "debounce key", &no_steps)?),
+                None => None,
+            };
+            let period = Duration::from(spec.period);
+            if period.is_zero() {
+                self.report(&debounce.referenced, "`period` must be longer than zero");
+            }
+            Some(Debounce { key, period })
+        });
+        let throttle = throttle.and_then(|throttle| {
+            let spec = throttle.value;
+            let Some((count, per)) = parse_rate(&spec.rate.value) else {
+                self.report(
+                    &spec.rate.referenced,
+                    format!(
+                        "`{}` is not a rate: write a count and a period, like 10/s, 100/m or 5/10s",
+                        spec.rate.value
+                    ),
+                );
+                return None;
+            };
+            let key = match &spec.key {
+                Some(key) => Some(self.expr(key, "throttle key", &no_steps)?),
+                None => None,
+            };
+            Some(Throttle { count, per, key })
+        });
         if !is_name(name) {
             self.report(
                 &at,
@@ -351,6 +383,8 @@ impl FileChecker<'_> {
             timeout: timeout.map(Duration::from),
             concurrency,
             ordering,
+            debounce,
+            throttle,
         })
     }
 
@@ -821,6 +855,20 @@ fn unknown_field_hint(message: &str) -> Option<String> {
         .map(|field| field.trim().trim_matches('`'))
         .collect();
     did_you_mean(unknown, candidates).map(|suggestion| format!("; did you mean `{suggestion}`?"))
+}
+
+/// A rate such as `10/s`, `100/m` or `5/10s`: a positive count per a positive period.
+fn parse_rate(text: &str) -> Option<(u32, Duration)> {
+    let (count, per) = text.trim().split_once('/')?;
+    let count: u32 = count.trim().parse().ok().filter(|count| *count > 0)?;
+    let per = per.trim();
+    let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
+        per.to_owned()
+    } else {
+        format!("1{per}")
+    };
+    let per = Duration::from(per.parse::<switchboard_core::HumanDuration>().ok()?);
+    (!per.is_zero()).then_some((count, per))
 }
 
 fn is_name(name: &str) -> bool {

@@ -84,6 +84,30 @@ pub struct Flow {
     pub concurrency: Option<Concurrency>,
     /// Which of its executions run one after another.
     pub ordering: Option<Expr>,
+    /// Which of its executions only run when no later one follows soon.
+    pub debounce: Option<Debounce>,
+    /// How fast its executions may start.
+    pub throttle: Option<Throttle>,
+}
+
+/// A flow's debounce: of a burst with the same key, only the last execution runs.
+#[derive(Debug, Clone)]
+pub struct Debounce {
+    /// The group; `None`: the whole flow.
+    pub key: Option<Expr>,
+    /// How long to wait for a later execution of the group.
+    pub period: Duration,
+}
+
+/// A flow's throttle: at most `count` starts per `per`, per key.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    /// How many starts.
+    pub count: u32,
+    /// In how long.
+    pub per: Duration,
+    /// The group; `None`: the whole flow.
+    pub key: Option<Expr>,
 }
 
 /// A flow's concurrency limit.

@@ -70,6 +70,35 @@ pub struct FlowSpec {
     /// Executions with the same `key` run one after another, in arrival order.
     #[serde(default)]
     pub ordering: Option<Spanned<OrderingSpec>>,
+    /// Of executions with the same `key` arriving less than `period` apart, only the
+    /// last runs, `period` after it arrived.
+    #[serde(default)]
+    pub debounce: Option<Spanned<DebounceSpec>>,
+    /// At most `rate` (`10/s`, `100/m`, `5/10s`) executions with the same `key` start.
+    #[serde(default)]
+    pub throttle: Option<Spanned<ThrottleSpec>>,
+}
+
+/// The `debounce` of a flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebounceSpec {
+    /// A jq program giving the group (default: the whole flow).
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// How long the flow waits for a later execution of the group.
+    pub period: HumanDuration,
+}
+
+/// The `throttle` of a flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSpec {
+    /// How many starts per period: `10/s`, `100/m`, `1000/h`, `5/10s`.
+    pub rate: Spanned<String>,
+    /// A jq program giving the group (default: the whole flow).
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
 }
 
 /// The `concurrency` of a flow.

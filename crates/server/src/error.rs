@@ -145,8 +145,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable code: `not_found`, `method_not_allowed`, `payload_too_large`,
     /// `unsupported_media_type`, `invalid_json`, `invalid_body`, `invalid_query`,
-    /// `dedupe_key_failed`, `concurrency_key_failed`, `ordering_key_failed`, `conflict`,
-    /// `store_unavailable` or `internal`.
+    /// `dedupe_key_failed`, `concurrency_key_failed`, `ordering_key_failed`,
+    /// `debounce_key_failed`, `throttle_key_failed`, `conflict`, `store_unavailable` or
+    /// `internal`.
     #[schema(example = "invalid_query")]
     pub code: &'static str,
     /// What went wrong, for a person.

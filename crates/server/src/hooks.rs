@@ -52,7 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 405, description = "The flow does not take this method; `Allow` names those it does.", body = ErrorBody),
         (status = 413, description = "The body is over the size limit.", body = ErrorBody),
         (status = 415, description = "The flow does not take this content type.", body = ErrorBody),
-        (status = 422, description = "One of the flow's keys (`dedupe`, `concurrency`, `ordering`) could not be computed from the request.", body = ErrorBody),
+        (status = 422, description = "One of the flow's keys (`dedupe`, `concurrency`, `ordering`, `debounce`, `throttle`) could not be computed from the request.", body = ErrorBody),
         (status = 503, description = "The store does not answer; nothing was accepted.", body = ErrorBody),
     ))]
 pub(crate) async fn receive(
@@ -175,7 +175,9 @@ async fn accept(
                 let code = match what {
                     "dedupe" => "dedupe_key_failed",
                     "concurrency" => "concurrency_key_failed",
-                    _ => "ordering_key_failed",
+                    "ordering" => "ordering_key_failed",
+                    "debounce" => "debounce_key_failed",
+                    _ => "throttle_key_failed",
                 };
                 ApiError::unprocessable(
                     code,

@@ -31,7 +31,7 @@ pub use records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, ConcurrencyGroup, Control, DedupeKey, End,
     Enqueued, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
     Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Page, Pruned, QueuedFlow,
-    StepRecord, StepStatus, WindowStats,
+    StepRecord, StepStatus, ThrottleGroup, WindowStats,
 };
 pub use sqlite::SqliteStore;
 

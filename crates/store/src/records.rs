@@ -85,6 +85,24 @@ pub struct NewExecution {
     pub concurrency: Option<ConcurrencyGroup>,
     /// The sequence it runs in, one after another in arrival order.
     pub ordering_key: Option<String>,
+    /// Its debounce group: it supersedes the group's waiting executions and waits
+    /// `not_before` for a later one to supersede it.
+    pub debounce_key: Option<String>,
+    /// When it may start, if later than its acceptance.
+    pub not_before: Option<Timestamp>,
+    /// Its throttle group, when its flow has a rate.
+    pub throttle: Option<ThrottleGroup>,
+}
+
+/// A throttle group: at most `count` of its executions start per `per`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleGroup {
+    /// The group's key within the flow (empty: the whole flow).
+    pub key: String,
+    /// How many starts.
+    pub count: u32,
+    /// In how long.
+    pub per: std::time::Duration,
 }
 
 impl NewExecution {
@@ -101,6 +119,9 @@ impl NewExecution {
             replay_of: None,
             concurrency: None,
             ordering_key: None,
+            debounce_key: None,
+            not_before: None,
+            throttle: None,
         }
     }
 }

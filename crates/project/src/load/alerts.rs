@@ -215,6 +215,8 @@ impl FileChecker<'_> {
                     timeout: None,
                     concurrency: None,
                     ordering: None,
+                    debounce: None,
+                    throttle: None,
                 };
                 flows.insert(name.clone(), Arc::new(flow));
                 Some(name)

@@ -317,3 +317,13 @@ fn on_error_names_a_flow_started_by_errors() {
     let flow = &project.integrations["shop-orders"].flows["receive-order"];
     assert_eq!(flow.on_error.as_deref(), Some("notify"));
 }
+
+#[test]
+fn rates_read_as_a_count_per_a_period() {
+    assert_eq!(parse_rate("10/s"), Some((10, Duration::from_secs(1))));
+    assert_eq!(parse_rate("100/m"), Some((100, Duration::from_secs(60))));
+    assert_eq!(parse_rate("5/10s"), Some((5, Duration::from_secs(10))));
+    assert_eq!(parse_rate("0/s"), None);
+    assert_eq!(parse_rate("ten/s"), None);
+    assert_eq!(parse_rate("10"), None);
+}

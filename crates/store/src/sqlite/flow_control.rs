@@ -1,5 +1,7 @@
 //! Which runnable executions may start now: the oldest first, each at the head of its
-//! ordering sequence, and only while its concurrency group has room.
+//! ordering sequence, and only while its concurrency group has room and its throttle
+//! group has starts left. And debounce: a new execution supersedes the waiting ones of
+//! its group.
 
 use std::collections::HashMap;
 
@@ -7,6 +9,7 @@ use rusqlite::{Connection, params};
 use switchboard_core::Timestamp;
 
 use crate::StoreError;
+use crate::records::NewExecution;
 
 /// Up to `limit` ids of executions to lease at `now`.
 ///
@@ -19,46 +22,102 @@ pub(super) fn lease_candidates(
     limit: usize,
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
-    // Look past candidates that a full concurrency group turns away.
+    // Full groups are left out by the query; look past those that fill up in this batch.
     let scan = i64::try_from(limit.saturating_mul(4).max(64)).unwrap_or(i64::MAX);
     let mut statement = connection.prepare_cached(
-        "SELECT e.id, e.integration, e.flow, e.concurrency_key, e.concurrency_limit,
-                (SELECT count(*) FROM executions r
-                  WHERE r.status = 'running' AND r.integration = e.integration AND r.flow = e.flow
-                    AND r.concurrency_key = e.concurrency_key)
-           FROM executions e
-          WHERE e.status IN ('queued', 'retrying') AND e.run_at <= ?1
-            AND (e.ordering_key IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM executions o
-                   WHERE o.integration = e.integration AND o.flow = e.flow
-                     AND o.ordering_key = e.ordering_key AND o.id < e.id
-                     AND o.status IN ('queued', 'running', 'retrying')))
-          ORDER BY e.run_at, e.id
+        "WITH candidates AS (
+           SELECT e.id, e.run_at, e.integration, e.flow, e.concurrency_key, e.concurrency_limit,
+                  (SELECT count(*) FROM executions r
+                    WHERE r.status = 'running' AND r.integration = e.integration AND r.flow = e.flow
+                      AND r.concurrency_key = e.concurrency_key) AS running,
+                  e.throttle_key, e.throttle_count,
+                  (SELECT count(*) FROM executions t
+                    WHERE t.integration = e.integration AND t.flow = e.flow
+                      AND t.throttle_key = e.throttle_key
+                      AND t.started_at > ?1 - e.throttle_per_ms) AS started
+             FROM executions e
+            WHERE e.status IN ('queued', 'retrying') AND e.run_at <= ?1
+              AND (e.ordering_key IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM executions o
+                     WHERE o.integration = e.integration AND o.flow = e.flow
+                       AND o.ordering_key = e.ordering_key AND o.id < e.id
+                       AND o.status IN ('queued', 'running', 'retrying'))))
+         SELECT id, integration, flow, concurrency_key, concurrency_limit, running,
+                throttle_key, throttle_count, started
+           FROM candidates
+          WHERE (concurrency_limit IS NULL OR running < concurrency_limit)
+            AND (throttle_count IS NULL OR started < throttle_count)
+          ORDER BY run_at, id
           LIMIT ?2",
     )?;
     let mut rows = statement.query(params![now.millis(), scan])?;
     let mut chosen = Vec::new();
-    let mut taken: HashMap<(String, String, String), i64> = HashMap::new();
+    // Per group: (integration, flow, key).
+    let mut running_in_batch: HashMap<(String, String, String), i64> = HashMap::new();
+    let mut started_in_batch: HashMap<(String, String, String), i64> = HashMap::new();
     while let Some(row) = rows.next()? {
         if chosen.len() >= limit {
             break;
         }
         let id: String = row.get(0)?;
-        let group_limit: Option<i64> = row.get(4)?;
-        if let Some(group_limit) = group_limit {
-            let group = (
-                row.get(1)?,
-                row.get(2)?,
-                row.get::<_, Option<String>>(3)?.unwrap_or_default(),
-            );
-            let running: i64 = row.get(5)?;
-            let in_batch = taken.entry(group).or_insert(0);
-            if running + *in_batch >= group_limit {
-                continue;
-            }
-            *in_batch += 1;
+        let group = |key: Option<String>| -> rusqlite::Result<(String, String, String)> {
+            Ok((row.get(1)?, row.get(2)?, key.unwrap_or_default()))
+        };
+        let concurrency = match row.get::<_, Option<i64>>(4)? {
+            Some(most) => Some((group(row.get(3)?)?, most, row.get::<_, i64>(5)?)),
+            None => None,
+        };
+        let throttle = match row.get::<_, Option<i64>>(7)? {
+            Some(most) => Some((group(row.get(6)?)?, most, row.get::<_, i64>(8)?)),
+            None => None,
+        };
+        let full = |taken: &HashMap<_, i64>, (group, most, already): &(_, i64, i64)| {
+            already + taken.get(group).copied().unwrap_or(0) >= *most
+        };
+        if concurrency
+            .as_ref()
+            .is_some_and(|group| full(&running_in_batch, group))
+            || throttle
+                .as_ref()
+                .is_some_and(|group| full(&started_in_batch, group))
+        {
+            continue;
+        }
+        if let Some((group, _, _)) = concurrency {
+            *running_in_batch.entry(group).or_insert(0) += 1;
+        }
+        if let Some((group, _, _)) = throttle {
+            *started_in_batch.entry(group).or_insert(0) += 1;
         }
         chosen.push(id);
     }
     Ok(chosen)
+}
+
+/// Cancels the executions of `new`'s debounce group that still wait to start: `new`
+/// supersedes them.
+pub(super) fn supersede(
+    connection: &Connection,
+    new: &NewExecution,
+    key: &str,
+) -> Result<(), StoreError> {
+    let error = serde_json::json!({
+        "code": "debounced",
+        "message": format!("superseded by {}, a later execution of its debounce group", new.id),
+    });
+    connection
+        .prepare_cached(
+            "UPDATE executions SET status = 'cancelled', finished_at = ?5, error = ?6
+              WHERE integration = ?1 AND flow = ?2 AND debounce_key = ?3 AND id != ?4
+                AND status = 'queued' AND started_at IS NULL",
+        )?
+        .execute(params![
+            new.integration,
+            new.flow,
+            key,
+            new.id.as_str(),
+            new.created_at.millis(),
+            error.to_string()
+        ])?;
+    Ok(())
 }

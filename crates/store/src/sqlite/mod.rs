@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("schema_5.sql")),
     (6, include_str!("schema_6.sql")),
     (7, include_str!("schema_7.sql")),
+    (8, include_str!("schema_8.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -336,8 +337,9 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
     connection
         .prepare_cached(
             "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at,
-                replay_of, concurrency_key, concurrency_limit, ordering_key)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)",
+                replay_of, concurrency_key, concurrency_limit, ordering_key, debounce_key,
+                throttle_key, throttle_count, throttle_per_ms)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             new.id.as_str(),
@@ -346,11 +348,21 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
             json_text(&new.trigger),
             json_text(&new.input),
             new.created_at.millis(),
+            new.not_before.unwrap_or(new.created_at).millis(),
             new.replay_of.as_ref().map(ExecutionId::as_str),
             new.concurrency.as_ref().map(|group| group.key.as_str()),
             new.concurrency.as_ref().map(|group| group.limit),
-            new.ordering_key
+            new.ordering_key,
+            new.debounce_key,
+            new.throttle.as_ref().map(|group| group.key.as_str()),
+            new.throttle.as_ref().map(|group| group.count),
+            new.throttle
+                .as_ref()
+                .map(|group| i64::try_from(group.per.as_millis()).unwrap_or(i64::MAX)),
         ])?;
+    if let Some(key) = &new.debounce_key {
+        flow_control::supersede(connection, new, key)?;
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::records::{Checkpointed, Control, End, Finish, Pruned};
-use crate::records::{ConcurrencyGroup, DedupeKey};
+use crate::records::{ConcurrencyGroup, DedupeKey, ThrottleGroup};
 
 fn new_execution(flow: &str) -> NewExecution {
     NewExecution {
@@ -16,6 +16,9 @@ fn new_execution(flow: &str) -> NewExecution {
         replay_of: None,
         concurrency: None,
         ordering_key: None,
+        debounce_key: None,
+        not_before: None,
+        throttle: None,
     }
 }
 
@@ -717,4 +720,69 @@ async fn a_concurrency_group_runs_at_most_its_limit() {
         1,
         "a slot opened"
     );
+}
+
+#[tokio::test]
+async fn a_throttle_caps_starts_per_period_and_a_debounce_keeps_the_last() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let throttled = || NewExecution {
+        throttle: Some(ThrottleGroup {
+            key: String::new(),
+            count: 2,
+            per: std::time::Duration::from_secs(10),
+        }),
+        ..new_execution("a")
+    };
+    for _ in 0..3 {
+        store.enqueue(throttled()).await.unwrap();
+    }
+    let now = Timestamp::now();
+    assert_eq!(
+        store.lease(&node, 10, now, soon()).await.unwrap().len(),
+        2,
+        "two starts per 10 s"
+    );
+    assert!(
+        store
+            .lease(&node, 10, now, soon())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = now.after(std::time::Duration::from_secs(11));
+    assert_eq!(
+        store.lease(&node, 10, later, soon()).await.unwrap().len(),
+        1,
+        "the next period"
+    );
+
+    let debounced = |delay_ms: i64| {
+        let mut new = new_execution("b");
+        new.debounce_key = Some(String::from("doc-1"));
+        new.not_before = Some(Timestamp(new.created_at.millis() + delay_ms));
+        new
+    };
+    let first = store.enqueue(debounced(1_000)).await.unwrap().id;
+    let second = store.enqueue(debounced(1_000)).await.unwrap().id;
+    let superseded = store.execution(&first).await.unwrap().unwrap().summary;
+    assert_eq!(superseded.status, ExecutionStatus::Cancelled);
+    assert_eq!(superseded.error.unwrap().code, "debounced");
+    let t = Timestamp::now();
+    assert!(
+        store.lease(&node, 10, t, soon()).await.unwrap().is_empty(),
+        "it waits its period"
+    );
+    let due = store
+        .lease(
+            &node,
+            10,
+            t.after(std::time::Duration::from_secs(2)),
+            soon(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, second, "the last of the burst runs");
 }

@@ -366,6 +366,18 @@ flows:
     steps:
       - id: send
         http: {{ method: POST, url: "{receiver}/exports", json: . }}
+  edits:
+    trigger: {{ webhook: {{}} }}
+    debounce: {{ key: .doc, period: 300ms }}
+    steps:
+      - id: send
+        http: {{ method: POST, url: "{receiver}/edits", json: . }}
+  pings:
+    trigger: {{ webhook: {{}} }}
+    throttle: {{ rate: 2/500ms }}
+    steps:
+      - id: send
+        http: {{ method: POST, url: "{receiver}/pings", json: . }}
 "#
     )
 }
@@ -469,5 +481,79 @@ async fn a_concurrency_limit_caps_running_executions() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(most, 2, "the limit is used, not just respected");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_debounce_runs_the_last_of_a_burst() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start(&flow_control_project(&receiver.base)).await;
+    let mut ids = Vec::new();
+    for (doc, n) in [(1, 1), (1, 2), (2, 1), (1, 3)] {
+        let (status, accepted) = server
+            .post_hook("/hooks/shop/edits", &json!({"doc": doc, "n": n}))
+            .await;
+        assert_eq!(status, 202);
+        ids.push(accepted["execution_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids[..2] {
+        let superseded = server.finished_execution(id).await;
+        assert_eq!(superseded["status"], "cancelled");
+        assert_eq!(superseded["error"]["code"], "debounced");
+    }
+    assert_eq!(
+        server.finished_execution(&ids[2]).await["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        server.finished_execution(&ids[3]).await["status"],
+        "succeeded"
+    );
+    let mut sent: Vec<(i64, i64)> = receiver
+        .requests()
+        .iter()
+        .map(|request| {
+            (
+                request.body["doc"].as_i64().unwrap(),
+                request.body["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        [(1, 3), (2, 1)],
+        "one run per document: its last edit"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_throttle_spaces_out_starts() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start(&flow_control_project(&receiver.base)).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (_, accepted) = server
+            .post_hook("/hooks/shop/pings", &json!({"n": n}))
+            .await;
+        ids.push(accepted["execution_id"].as_str().unwrap().to_owned());
+    }
+    let mut starts = Vec::new();
+    for id in &ids {
+        let execution = server.finished_execution(id).await;
+        assert_eq!(execution["status"], "succeeded");
+        let started =
+            switchboard_core::Timestamp::parse_rfc3339(execution["started_at"].as_str().unwrap())
+                .unwrap();
+        starts.push(started.millis());
+    }
+    starts.sort_unstable();
+    for window in starts.windows(3) {
+        assert!(
+            window[2] - window[0] >= 500,
+            "three starts within 500 ms: {starts:?}"
+        );
+    }
     server.stop().await;
 }

@@ -148,7 +148,7 @@ impl Drop for TestServer {
     }
 }
 
-/// Polls an execution until it is `succeeded` or `failed` (30 s at most).
+/// Polls an execution until it ends: `succeeded`, `failed` or `cancelled` (30 s at most).
 pub async fn wait_for_execution(client: &reqwest::Client, base: &str, id: &str) -> Value {
     for _ in 0..3000 {
         let response = client
@@ -159,7 +159,10 @@ pub async fn wait_for_execution(client: &reqwest::Client, base: &str, id: &str) 
             && response.status() == 200
         {
             let execution: Value = response.json().await.unwrap();
-            if matches!(execution["status"].as_str(), Some("succeeded" | "failed")) {
+            if matches!(
+                execution["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
                 return execution;
             }
         }
