@@ -118,6 +118,13 @@ prefixed_id!(
 );
 
 prefixed_id!(
+    /// Names one bulk job: a retry or replay of many executions.
+    JobId,
+    "job_",
+    "job"
+);
+
+prefixed_id!(
     /// Names one lease of an execution; a write that carries a stale token is refused.
     LeaseToken,
     "lease_",

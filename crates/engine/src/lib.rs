@@ -20,6 +20,7 @@
 //!   then stops the rest and gives their leases back so they resume on the next start.
 
 mod alerts;
+mod bulk;
 mod execution;
 mod retention;
 mod steps;
@@ -39,6 +40,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use bulk::{BulkAction, BulkJob};
 pub use steps::StepError;
 pub use submit::SubmitError;
 
@@ -105,6 +107,7 @@ pub struct Engine {
     node: NodeId,
     wake: Notify,
     in_flight: Mutex<HashMap<ExecutionId, InFlight>>,
+    bulk: bulk::BulkJobs,
 }
 
 impl Engine {
@@ -130,6 +133,7 @@ impl Engine {
             node: NodeId::generate(),
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
+            bulk: bulk::BulkJobs::default(),
         }))
     }
 

@@ -5,6 +5,7 @@
 //!   the body, and answers `202` with the execution id only once the execution is
 //!   committed to the store.
 //! - [`api`]: `/api/v1/...`, the management API, and `/healthz`, `/readyz`.
+//! - [`jobs`]: bulk retry and replay, and their progress.
 //! - [`error`]: the one table of stable error codes every route answers with.
 //! - [`telemetry`]: `/metrics`, and the `request` span around every request.
 //! - `openapi`: `/openapi.json`, generated from the handlers, and the `/docs` page.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod error;
 pub mod hooks;
+pub mod jobs;
 mod openapi;
 pub mod telemetry;
 
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(hooks::routes())
         .merge(api::routes())
+        .merge(jobs::routes())
         .merge(telemetry::routes())
         .split_for_parts();
     let document = openapi::for_project(document, state.engine.project());

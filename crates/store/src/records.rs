@@ -416,6 +416,12 @@ pub struct ExecutionFilter {
     pub flow: Option<String>,
     /// Only this state.
     pub status: Option<ExecutionStatus>,
+    /// Only those accepted at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only those accepted before this time.
+    pub until: Option<Timestamp>,
+    /// Only those whose error has this code.
+    pub error_code: Option<String>,
 }
 
 /// A page of a list.

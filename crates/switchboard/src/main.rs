@@ -1,7 +1,10 @@
-//! The `switchboard` command: `serve` a project, `validate` it, `run` one flow.
+//! The `switchboard` command: `serve` a project, `validate` it, `run` one flow, and
+//! `executions retry|replay` many at once on a running server.
 //!
 //! It parses flags (every `serve` option is also a `SWITCHBOARD_*` variable), sets up
 //! logging and signals, and hands over to the library crates.
+
+mod bulk;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +65,17 @@ enum Command {
     },
     /// Run one flow once, in-process against a temporary store, and print the execution.
     Run(RunArgs),
+    /// Act on many executions of a running server at once.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExecutionsCommand {
+    /// Resume the failed executions that match, each from its failed step.
+    Retry(bulk::BulkArgs),
+    /// Start new executions with the triggers of those that match.
+    Replay(bulk::BulkArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +159,12 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Validate { paths } => validate(&paths),
             Command::Run(args) => run_flow(args).await,
+            Command::Executions(ExecutionsCommand::Retry(args)) => {
+                bulk::run(bulk::Action::Retry, args).await
+            }
+            Command::Executions(ExecutionsCommand::Replay(args)) => {
+                bulk::run(bulk::Action::Replay, args).await
+            }
         }
     });
     traces.finish();

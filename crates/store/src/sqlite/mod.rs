@@ -645,22 +645,31 @@ impl Store for SqliteStore {
         self.readers
             .read(move |connection| {
                 let mut conditions = Vec::new();
-                let mut values: Vec<String> = Vec::new();
-                let mut condition = |sql: &str, value: String| {
+                let mut values: Vec<rusqlite::types::Value> = Vec::new();
+                let mut condition = |sql: &str, value: rusqlite::types::Value| {
                     values.push(value);
                     conditions.push(format!("{sql} ?{}", values.len()));
                 };
                 if let Some(integration) = filter.integration {
-                    condition("integration =", integration);
+                    condition("integration =", integration.into());
                 }
                 if let Some(flow) = filter.flow {
-                    condition("flow =", flow);
+                    condition("flow =", flow.into());
                 }
                 if let Some(status) = filter.status {
-                    condition("status =", status.as_str().to_owned());
+                    condition("status =", status.as_str().to_owned().into());
+                }
+                if let Some(since) = filter.since {
+                    condition("created_at >=", since.millis().into());
+                }
+                if let Some(until) = filter.until {
+                    condition("created_at <", until.millis().into());
+                }
+                if let Some(code) = filter.error_code {
+                    condition("json_extract(error, '$.code') =", code.into());
                 }
                 if let Some(cursor) = cursor {
-                    condition("id <", cursor.to_string());
+                    condition("id <", cursor.to_string().into());
                 }
                 let condition = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
                 let sql = format!("SELECT {SUMMARY_COLUMNS} FROM executions {condition} ORDER BY id DESC LIMIT {}", limit + 1);

@@ -216,3 +216,129 @@ async fn ended_executions_past_retention_are_deleted() {
     assert_eq!(status, 202);
     server.stop().await;
 }
+
+/// Polls a bulk job until it is done (10 s at most).
+async fn finished_job(server: &TestServer, id: &str) -> Value {
+    for _ in 0..1000 {
+        let (status, job) = server.get_json(&format!("/api/v1/jobs/{id}")).await;
+        assert_eq!(status, 200);
+        if job["state"] == "done" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_retry_and_replay_run_as_jobs_from_the_api_and_the_cli() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start(&project(&receiver.base)).await;
+    let ok = server.run_hook("/hooks/shop/push", &json!({"id": 0})).await;
+    assert_eq!(ok["status"], "succeeded");
+    *receiver.status.lock().unwrap() = 422;
+    for id in 1..=3 {
+        let failed = server
+            .run_hook("/hooks/shop/push", &json!({"id": id}))
+            .await;
+        assert_eq!(failed["status"], "failed");
+    }
+    *receiver.status.lock().unwrap() = 200;
+
+    let started = server
+        .client
+        .post(server.url("/api/v1/executions/retry"))
+        .json(&json!({"flow": "push", "error_code": "http_status"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let job: Value = started.json().await.unwrap();
+    let done = finished_job(&server, job["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (
+            done["total"].clone(),
+            done["applied"].clone(),
+            done["skipped"].clone()
+        ),
+        (json!(3), json!(3), json!(0)),
+        "{done}"
+    );
+    let everything = server
+        .client
+        .post(server.url("/api/v1/executions/retry"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let done = finished_job(&server, everything["id"].as_str().unwrap()).await;
+    assert_eq!(done["total"], 4);
+    assert_eq!(
+        done["skipped"].as_u64().unwrap() + done["applied"].as_u64().unwrap(),
+        4
+    );
+    for _ in 0..1000 {
+        let (_, failed) = server.get_json("/api/v1/executions?status=failed").await;
+        let (_, waiting) = server.get_json("/api/v1/executions?status=queued").await;
+        if failed["items"].as_array().unwrap().is_empty()
+            && waiting["items"].as_array().unwrap().is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, succeeded) = server.get_json("/api/v1/executions?status=succeeded").await;
+    assert_eq!(
+        succeeded["items"].as_array().unwrap().len(),
+        4,
+        "every retried one passed"
+    );
+
+    for (body, path) in [
+        (json!({"status": "broken"}), "body.status"),
+        (json!({"nope": 1}), "body.nope"),
+        (json!({"since": "yesterday"}), "body.since"),
+    ] {
+        let refused = server
+            .client
+            .post(server.url("/api/v1/executions/replay"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["path"], path);
+    }
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "executions",
+            "replay",
+            "--server",
+            &server.base,
+            "--flow",
+            "push",
+            "--status",
+            "succeeded",
+            "--since",
+            "1h",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.starts_with("replayed 4 of 4 executions (0 skipped, 0 failed); job job_"),
+        "{printed}"
+    );
+    server.stop().await;
+}

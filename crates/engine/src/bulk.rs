@@ -1,0 +1,164 @@
+//! Bulk jobs: retry or replay every execution a filter matches, in the background, with
+//! progress that can be read while it runs.
+//!
+//! The matching executions are listed first (a snapshot, so replays that match the
+//! filter are not picked up again), then handled one by one. Jobs live in the process:
+//! a restart forgets them, and running the same job again is harmless (a retry skips
+//! what is no longer failed).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use switchboard_core::ids::JobId;
+use switchboard_core::{ExecutionId, Timestamp};
+use switchboard_store::{Control, ExecutionFilter, StoreError};
+
+use crate::Engine;
+
+/// What a bulk job does to each execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkAction {
+    /// Resume a failed execution from its failed step.
+    Retry,
+    /// Start a new execution with the same trigger.
+    Replay,
+}
+
+/// The progress of a bulk job.
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkJob {
+    /// Its id.
+    pub id: JobId,
+    /// What it does.
+    pub action: BulkAction,
+    /// `listing`, `running` or `done`.
+    pub state: &'static str,
+    /// How many executions matched, once listed.
+    pub total: Option<u64>,
+    /// How many were handled so far.
+    pub processed: u64,
+    /// How many were retried or replayed.
+    pub applied: u64,
+    /// How many a retry left alone: they had not failed (any more).
+    pub skipped: u64,
+    /// How many could not be handled (the store failed).
+    pub failed: u64,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// The bulk jobs of this process.
+#[derive(Default)]
+pub(crate) struct BulkJobs {
+    jobs: Mutex<HashMap<JobId, BulkJob>>,
+}
+
+impl BulkJobs {
+    fn update(&self, id: &JobId, change: impl FnOnce(&mut BulkJob)) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(job) = jobs.get_mut(id) {
+            change(job);
+        }
+    }
+}
+
+/// How many executions one listing page holds.
+const PAGE: usize = 500;
+
+impl Engine {
+    /// Starts a bulk job over the executions `filter` matches; its progress is read with
+    /// [`Engine::bulk_job`].
+    pub fn start_bulk(self: &Arc<Self>, action: BulkAction, filter: ExecutionFilter) -> BulkJob {
+        let job = BulkJob {
+            id: JobId::generate(),
+            action,
+            state: "listing",
+            total: None,
+            processed: 0,
+            applied: 0,
+            skipped: 0,
+            failed: 0,
+            started_at: Timestamp::now(),
+            finished_at: None,
+        };
+        self.bulk
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(job.id.clone(), job.clone());
+        let engine = Arc::clone(self);
+        let id = job.id.clone();
+        tokio::spawn(async move { engine.run_bulk(&id, action, filter).await });
+        job
+    }
+
+    /// The progress of a bulk job of this process.
+    pub fn bulk_job(&self, id: &JobId) -> Option<BulkJob> {
+        self.bulk
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    async fn run_bulk(&self, id: &JobId, action: BulkAction, filter: ExecutionFilter) {
+        let targets = match self.list_all(filter).await {
+            Ok(targets) => targets,
+            Err(error) => {
+                tracing::error!(%error, job = %id, "Could not list the executions of a bulk job.");
+                self.bulk.update(id, |job| {
+                    job.state = "done";
+                    job.failed = 1;
+                    job.finished_at = Some(Timestamp::now());
+                });
+                return;
+            }
+        };
+        self.bulk.update(id, |job| {
+            job.state = "running";
+            job.total = Some(targets.len() as u64);
+        });
+        for target in &targets {
+            let outcome = match action {
+                BulkAction::Retry => self
+                    .retry(target)
+                    .await
+                    .map(|control| control == Control::Applied),
+                BulkAction::Replay => self.replay(target).await.map(|new| new.is_some()),
+            };
+            self.bulk.update(id, |job| {
+                job.processed += 1;
+                match outcome {
+                    Ok(true) => job.applied += 1,
+                    Ok(false) => job.skipped += 1,
+                    Err(_) => job.failed += 1,
+                }
+            });
+        }
+        self.bulk.update(id, |job| {
+            job.state = "done";
+            job.finished_at = Some(Timestamp::now());
+        });
+    }
+
+    /// Every execution `filter` matches, oldest first.
+    async fn list_all(&self, filter: ExecutionFilter) -> Result<Vec<ExecutionId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.store.executions(filter.clone(), PAGE, cursor).await?;
+            ids.extend(page.items.into_iter().map(|item| item.id));
+            match page.next_cursor.and_then(|next| next.parse().ok()) {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        ids.reverse();
+        Ok(ids)
+    }
+}
