@@ -248,7 +248,10 @@ impl<'a> ExecutionRun<'a> {
                 .map(|error| step_error(&step.id, error));
             let (status, output) = match &outcome.result {
                 Ok(output) => (StepStatus::Succeeded, Some(output.clone())),
-                Err(_) => (StepStatus::Failed, outcome.response.clone()),
+                Err(_) => (
+                    StepStatus::Failed,
+                    outcome.response.as_ref().map(truncated_answer),
+                ),
             };
             self.engine.metrics.step_finished(
                 &self.leased.integration,
@@ -458,4 +461,48 @@ fn random_unit() -> f64 {
         return 1.0 - f64::EPSILON;
     }
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The most bytes of a failed attempt's answer body kept in its record.
+const KEPT_FAILED_BODY: usize = 16 * 1024;
+
+/// A failed attempt's answer for the record, its body cut to [`KEPT_FAILED_BODY`] bytes
+/// (as text) with `body_truncated: true` when it was longer: an error page repeated over
+/// many attempts must not fill the store.
+fn truncated_answer(answer: &Value) -> Value {
+    let body = &answer["body"];
+    let text = match body {
+        Value::String(text) => text.clone(),
+        Value::Null => return answer.clone(),
+        other => other.to_string(),
+    };
+    if text.len() <= KEPT_FAILED_BODY {
+        return answer.clone();
+    }
+    let mut cut = KEPT_FAILED_BODY;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut kept = answer.clone();
+    kept["body"] = Value::String(text[..cut].to_owned());
+    kept["body_truncated"] = Value::Bool(true);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_failed_answers_are_cut_for_the_record() {
+        let short = json!({"status": 500, "body": "oops"});
+        assert_eq!(truncated_answer(&short), short);
+        let long = json!({"status": 500, "body": "é".repeat(KEPT_FAILED_BODY)});
+        let kept = truncated_answer(&long);
+        assert!(kept["body"].as_str().unwrap().len() <= KEPT_FAILED_BODY);
+        assert_eq!(kept["body_truncated"], true);
+        assert_eq!(kept["status"], 500);
+        let json_body = json!({"status": 502, "body": {"items": vec!["x"; KEPT_FAILED_BODY]}});
+        assert_eq!(truncated_answer(&json_body)["body_truncated"], true);
+    }
 }
