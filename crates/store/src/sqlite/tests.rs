@@ -1,25 +1,20 @@
 use serde_json::json;
 
 use super::*;
-use crate::records::{Checkpointed, Control, End, Finish, Pruned};
-use crate::records::{ConcurrencyGroup, DedupeKey, ThrottleGroup};
+use crate::records::{
+    Checkpointed, ConcurrencyGroup, Control, DedupeKey, End, Finish, Pruned, ThrottleGroup,
+};
 
 fn new_execution(flow: &str) -> NewExecution {
-    NewExecution {
-        id: ExecutionId::generate(),
-        integration: String::from("shop"),
-        flow: flow.to_owned(),
-        trigger: json!({"kind": "webhook"}),
-        input: json!({"n": 1}),
-        created_at: Timestamp::now(),
-        dedupe: None,
-        replay_of: None,
-        concurrency: None,
-        ordering_key: None,
-        debounce_key: None,
-        not_before: None,
-        throttle: None,
-    }
+    NewExecution::new("shop", flow, json!({"kind": "webhook"}), json!({"n": 1}))
+}
+
+/// Leases up to `limit` executions runnable now.
+async fn lease_now(store: &SqliteStore, node: &NodeId, limit: usize) -> Vec<LeasedExecution> {
+    store
+        .lease(node, limit, Timestamp::now(), soon())
+        .await
+        .unwrap()
 }
 
 fn step(seq: u32, id: &str) -> StepRecord {
@@ -50,18 +45,11 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
     let node = NodeId::generate();
     let id = store.enqueue(new_execution("a")).await.unwrap().id;
 
-    let leased = store
-        .lease(&node, 10, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let leased = lease_now(&store, &node, 10).await;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].attempt, 1);
     assert!(
-        store
-            .lease(&node, 10, Timestamp::now(), soon())
-            .await
-            .unwrap()
-            .is_empty(),
+        lease_now(&store, &node, 10).await.is_empty(),
         "a leased execution is not leased again"
     );
 
@@ -106,10 +94,7 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
     let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let (first, second) = (NodeId::generate(), NodeId::generate());
     let id = store.enqueue(new_execution("a")).await.unwrap().id;
-    let leased = store
-        .lease(&first, 1, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let leased = lease_now(&store, &first, 1).await;
     let old_lease = leased[0].lease.clone();
     let checkpoint = Checkpoint {
         execution: id.clone(),
@@ -122,10 +107,7 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
     store.checkpoint(checkpoint.clone()).await.unwrap();
 
     assert_eq!(store.recover_orphans(&second).await.unwrap(), 1);
-    let again = store
-        .lease(&second, 1, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let again = lease_now(&store, &second, 1).await;
     assert_eq!(again[0].attempt, 2);
     assert_eq!(
         again[0].finished_steps.len(),
@@ -153,14 +135,7 @@ async fn expired_leases_are_requeued() {
     store.lease(&node, 1, now, now).await.unwrap();
     let later = Timestamp::now().after(std::time::Duration::from_secs(1));
     assert_eq!(store.requeue_expired(later).await.unwrap(), 1);
-    assert_eq!(
-        store
-            .lease(&node, 1, Timestamp::now(), soon())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(lease_now(&store, &node, 1).await.len(), 1);
 }
 
 #[tokio::test]
@@ -245,10 +220,7 @@ async fn the_queue_counts_runnable_executions_per_flow_and_commits_are_measured(
     store.enqueue(first).await.unwrap();
     store.enqueue(new_execution("a")).await.unwrap();
     store.enqueue(new_execution("b")).await.unwrap();
-    let leased = store
-        .lease(&NodeId::generate(), 1, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let leased = lease_now(&store, &NodeId::generate(), 1).await;
     assert_eq!(leased.len(), 1, "the oldest is leased and leaves the queue");
 
     let mut queue = store.queue(Timestamp::now()).await.unwrap();
@@ -275,10 +247,7 @@ async fn the_queue_counts_runnable_executions_per_flow_and_commits_are_measured(
 
 /// Runs every queued execution to `status` and returns how many ran.
 async fn finish_all(store: &SqliteStore, status: ExecutionStatus) -> usize {
-    let leased = store
-        .lease(&NodeId::generate(), 100, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let leased = lease_now(store, &NodeId::generate(), 100).await;
     for execution in &leased {
         let checkpoint = Checkpoint {
             execution: execution.id.clone(),
@@ -360,24 +329,14 @@ async fn an_alert_change_is_recorded_once_with_its_notifications() {
         !store.change_alert(change(true)).await.unwrap(),
         "no repeat while firing"
     );
-    let queued = store
-        .lease(&NodeId::generate(), 10, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let queued = lease_now(&store, &NodeId::generate(), 10).await;
     assert_eq!(queued.len(), 1, "one notification for one firing");
     let states = store.alert_states().await.unwrap();
     assert_eq!(states.len(), 1);
     assert!(states[0].firing);
     assert!(store.change_alert(change(false)).await.unwrap(), "resolves");
     assert!(!store.alert_states().await.unwrap()[0].firing);
-    assert_eq!(
-        store
-            .lease(&NodeId::generate(), 10, Timestamp::now(), soon())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(lease_now(&store, &NodeId::generate(), 10).await.len(), 1);
 }
 
 #[tokio::test]
@@ -481,10 +440,7 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
     let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
     let node = NodeId::generate();
     let id = store.enqueue(new_execution("a")).await.unwrap().id;
-    let leased = store
-        .lease(&node, 1, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let leased = lease_now(&store, &node, 1).await;
     let mut failed = step(0, "call");
     failed.status = StepStatus::Failed;
     store
@@ -506,10 +462,7 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
         Control::WrongStatus(ExecutionStatus::Failed)
     );
     assert_eq!(store.retry_failed(&id).await.unwrap(), Control::Applied);
-    let again = store
-        .lease(&node, 1, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let again = lease_now(&store, &node, 1).await;
     assert_eq!(again.len(), 1);
     assert!(
         again[0].failed_attempts.is_empty(),
@@ -539,13 +492,7 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
 
     let queued = store.enqueue(new_execution("a")).await.unwrap().id;
     assert_eq!(store.cancel(&queued).await.unwrap(), Control::Applied);
-    assert!(
-        store
-            .lease(&node, 1, Timestamp::now(), soon())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(lease_now(&store, &node, 1).await.is_empty());
     let unknown = ExecutionId::generate();
     assert_eq!(store.cancel(&unknown).await.unwrap(), Control::NotFound);
 }
@@ -623,10 +570,7 @@ async fn an_ordering_key_runs_its_executions_one_after_another() {
         ..new_execution("a")
     };
     let lease_ids = || async {
-        let leased = store
-            .lease(&node, 10, Timestamp::now(), soon())
-            .await
-            .unwrap();
+        let leased = lease_now(&store, &node, 10).await;
         let ids: Vec<ExecutionId> = leased
             .iter()
             .map(|execution| execution.id.clone())
@@ -686,19 +630,9 @@ async fn a_concurrency_group_runs_at_most_its_limit() {
         store.enqueue(grouped("eu")).await.unwrap();
     }
     store.enqueue(grouped("us")).await.unwrap();
-    let leased = store
-        .lease(&node, 10, Timestamp::now(), soon())
-        .await
-        .unwrap();
+    let leased = lease_now(&store, &node, 10).await;
     assert_eq!(leased.len(), 3, "two of eu (its limit) and the one of us");
-    assert!(
-        store
-            .lease(&node, 10, Timestamp::now(), soon())
-            .await
-            .unwrap()
-            .is_empty(),
-        "eu is full"
-    );
+    assert!(lease_now(&store, &node, 10).await.is_empty(), "eu is full");
     let done = Checkpoint {
         execution: leased[0].id.clone(),
         lease: leased[0].lease.clone(),
@@ -711,15 +645,7 @@ async fn a_concurrency_group_runs_at_most_its_limit() {
         follow_ups: vec![],
     };
     store.checkpoint(done).await.unwrap();
-    assert_eq!(
-        store
-            .lease(&node, 10, Timestamp::now(), soon())
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "a slot opened"
-    );
+    assert_eq!(lease_now(&store, &node, 10).await.len(), 1, "a slot opened");
 }
 
 #[tokio::test]
