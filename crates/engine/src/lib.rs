@@ -11,7 +11,8 @@
 //!   after its last checkpointed step.
 //! - A renewal task extends the leases of running executions every third of `lease_ttl`;
 //!   a sweep task queues again executions whose lease expired (a crashed holder).
-//! - It wakes on [`Engine::submit`] and otherwise polls every `poll_interval`.
+//! - It wakes on [`Engine::submit`], when the next timer (a retry, a debounce) comes
+//!   due, and otherwise polls every `poll_interval`.
 //! - Alert rules are evaluated every `alert_interval` ([`alerts`]); a change queues the
 //!   executions of the alert's notify flows.
 //! - Ended executions older than `retention` are deleted in small batches
@@ -190,10 +191,20 @@ impl Engine {
             };
             if leased.is_empty() {
                 drop(first_slot);
+                // Sleep until woken, the next timer (a retry, a debounce) comes due, or
+                // the poll interval passes, whichever is first.
+                let next_due = match self.store.next_run_at(now).await {
+                    Ok(Some(at)) => at.duration_since(Timestamp::now()),
+                    Ok(None) => self.config.poll_interval,
+                    Err(error) => {
+                        tracing::error!(%error, "Could not read the next timer.");
+                        self.config.poll_interval
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = tokio::time::sleep(next_due.min(self.config.poll_interval)) => {}
                 }
                 continue;
             }

@@ -89,6 +89,9 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<ExecutionId>,
     ) -> Result<Page<ExecutionSummary>, StoreError>;
 
+    /// The earliest time after `now` at which a waiting execution becomes runnable.
+    async fn next_run_at(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError>;
+
     /// The executions runnable at `now` that no worker has taken yet, per flow.
     async fn queue(&self, now: Timestamp) -> Result<Vec<QueuedFlow>, StoreError>;
 

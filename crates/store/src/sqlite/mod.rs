@@ -690,6 +690,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn next_run_at(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        self.readers
+            .read(move |connection| {
+                let next: Option<i64> = connection
+                    .prepare_cached(
+                        "SELECT min(run_at) FROM executions
+                          WHERE status IN ('queued', 'retrying') AND run_at > ?1",
+                    )?
+                    .query_row([now.millis()], |row| row.get(0))?;
+                Ok(next.map(Timestamp))
+            })
+            .await
+    }
+
     async fn queue(&self, now: Timestamp) -> Result<Vec<QueuedFlow>, StoreError> {
         self.readers
             .read(move |connection| {

@@ -372,6 +372,12 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
     assert_eq!(waiting.status, ExecutionStatus::Retrying);
     assert_eq!(waiting.next_attempt_at, Some(at));
     assert_eq!(waiting.error, Some(error));
+    assert_eq!(
+        store.next_run_at(t0).await.unwrap(),
+        Some(at),
+        "the next timer"
+    );
+    assert_eq!(store.next_run_at(at).await.unwrap(), None, "none after it");
     let just_before = Timestamp(at.millis() - 1);
     assert!(
         store
