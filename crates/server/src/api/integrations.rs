@@ -1,0 +1,206 @@
+//! The running project: its integrations, their flows and config.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use serde::Serialize;
+use serde_json::Value;
+use switchboard_project::{Integration, Trigger};
+use switchboard_store::Page;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+
+/// The integration routes.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_integrations))
+        .routes(routes!(get_integration))
+}
+
+/// The base URL hooks are reachable at: the configured one, or the request's `Host`.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(public) = &state.public_url {
+        return public.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// An integration as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntegrationView {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The file it was loaded from.
+    pub file: String,
+    /// Its flows, in name order.
+    pub flows: Vec<FlowView>,
+    /// Its config variables (on `GET /api/v1/integrations/{name}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Vec<ConfigView>>,
+}
+
+/// A flow as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowView {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// What starts it.
+    pub trigger: TriggerView,
+    /// Its steps, in order.
+    pub steps: Vec<StepView>,
+}
+
+/// What starts a flow.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TriggerView {
+    /// An HTTP request to the flow's hook.
+    Webhook {
+        /// The methods the hook takes.
+        methods: Vec<String>,
+        /// The body format it takes: `any`, `json`, `form` or `text`.
+        accept: &'static str,
+        /// The hook's path on this server.
+        hook_path: String,
+        /// The hook's full URL, from `--public-url` or the request's `Host`.
+        hook_url: String,
+    },
+    /// An alert of the integration that names the flow in `notify`.
+    Alert,
+    /// A failed execution of a flow that names this one in `on_error`.
+    Error,
+}
+
+/// A step as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepView {
+    /// Its id.
+    pub id: String,
+    /// Its kind: `transform`, `http` or `log`.
+    pub kind: &'static str,
+}
+
+/// A config variable and its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigView {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: Value,
+    /// What it means.
+    pub description: Option<String>,
+}
+
+impl IntegrationView {
+    fn new(integration: &Integration, base: &str, with_config: bool) -> Self {
+        let flows = integration
+            .flows
+            .values()
+            .map(|flow| {
+                let trigger = match &flow.trigger {
+                    Trigger::Webhook(webhook) => {
+                        let hook_path = format!("/hooks/{}/{}", integration.name, flow.name);
+                        TriggerView::Webhook {
+                            methods: webhook.methods.clone(),
+                            accept: webhook.accept.as_str(),
+                            hook_url: format!("{base}{hook_path}"),
+                            hook_path,
+                        }
+                    }
+                    Trigger::Alert => TriggerView::Alert,
+                    Trigger::Error => TriggerView::Error,
+                };
+                let steps = flow
+                    .steps
+                    .iter()
+                    .map(|step| StepView {
+                        id: step.id.clone(),
+                        kind: step.kind.name(),
+                    })
+                    .collect();
+                FlowView {
+                    name: flow.name.clone(),
+                    description: flow.description.clone(),
+                    trigger,
+                    steps,
+                }
+            })
+            .collect();
+        let config = with_config.then(|| {
+            integration
+                .config
+                .iter()
+                .map(|var| ConfigView {
+                    name: var.name.clone(),
+                    value: var.value.clone(),
+                    description: var.description.clone(),
+                })
+                .collect()
+        });
+        Self {
+            name: integration.name.clone(),
+            description: integration.description.clone(),
+            file: integration.file.display().to_string(),
+            flows,
+            config,
+        }
+    }
+}
+
+/// Every integration of the running project, in name order.
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", responses(
+    (status = 200, description = "The integrations, on one page.", body = Page<IntegrationView>),
+))]
+async fn list_integrations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> axum::Json<Page<IntegrationView>> {
+    let base = base_url(&state, &headers);
+    let items = state
+        .engine
+        .project()
+        .integrations
+        .values()
+        .map(|integration| IntegrationView::new(integration, &base, false))
+        .collect();
+    axum::Json(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
+/// One integration, with its config.
+#[utoipa::path(get, path = "/api/v1/integrations/{name}", tag = "integrations",
+    params(("name" = String, Path, description = "The integration's name.")),
+    responses(
+        (status = 200, description = "The integration.", body = IntegrationView),
+        (status = 404, description = "No integration has that name.", body = ErrorBody),
+    ))]
+async fn get_integration(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<IntegrationView>, ApiError> {
+    let integration = state
+        .engine
+        .project()
+        .integrations
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no integration `{name}`")))?;
+    Ok(axum::Json(IntegrationView::new(
+        integration,
+        &base_url(&state, &headers),
+        true,
+    )))
+}
