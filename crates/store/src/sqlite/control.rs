@@ -56,7 +56,7 @@ pub(super) fn cancel(connection: &Connection, id: &ExecutionId) -> Result<Contro
 
 /// Ends an execution `cancelled`, giving up its lease.
 pub(super) fn mark_cancelled(connection: &Connection, id: &str) -> Result<(), StoreError> {
-    let error = serde_json::json!({"code": "cancelled", "message": "cancelled by an operator"});
+    let error = cancelled_error();
     connection
         .prepare_cached(
             "UPDATE executions SET status = 'cancelled', finished_at = ?2, error = ?3, cancel_requested = 0,
@@ -65,4 +65,23 @@ pub(super) fn mark_cancelled(connection: &Connection, id: &str) -> Result<(), St
         )?
         .execute(params![id, Timestamp::now().millis(), error.to_string()])?;
     Ok(())
+}
+
+/// Ends `cancelled` the executions asked to cancel while they ran that went back to the
+/// queue before a checkpoint saw the request (a lost lease, a shutdown), so they do not
+/// run again.
+pub(super) fn cancel_requeued(connection: &Connection) -> Result<(), StoreError> {
+    let error = cancelled_error();
+    connection
+        .prepare_cached(
+            "UPDATE executions SET status = 'cancelled', finished_at = ?1, error = ?2, cancel_requested = 0
+              WHERE cancel_requested = 1 AND status IN ('queued', 'retrying')",
+        )?
+        .execute(params![Timestamp::now().millis(), error.to_string()])?;
+    Ok(())
+}
+
+/// The error a cancelled execution ends with.
+fn cancelled_error() -> serde_json::Value {
+    serde_json::json!({"code": "cancelled", "message": "cancelled by an operator"})
 }

@@ -373,6 +373,7 @@ fn lease_batch(
     now: Timestamp,
     expires_at: Timestamp,
 ) -> Result<Vec<LeasedExecution>, StoreError> {
+    control::cancel_requeued(connection)?;
     let chosen = flow_control::lease_candidates(connection, limit, now)?;
     let lease = LeaseToken::generate();
     let now = now.millis();

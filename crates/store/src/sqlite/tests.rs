@@ -718,3 +718,26 @@ async fn a_throttle_caps_starts_per_period_and_a_debounce_keeps_the_last() {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].id, second, "the last of the burst runs");
 }
+
+#[tokio::test]
+async fn a_cancel_asked_of_a_running_execution_holds_when_its_lease_is_lost() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let id = store.enqueue(new_execution("a")).await.unwrap().id;
+    let now = Timestamp::now();
+    store.lease(&node, 1, now, now).await.unwrap();
+    assert_eq!(store.cancel(&id).await.unwrap(), Control::CancelRequested);
+    let later = now.after(std::time::Duration::from_secs(1));
+    assert_eq!(
+        store.requeue_expired(later).await.unwrap(),
+        1,
+        "the worker died"
+    );
+    assert!(
+        lease_now(&store, &node, 1).await.is_empty(),
+        "it does not run again"
+    );
+    let cancelled = store.execution(&id).await.unwrap().unwrap().summary;
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+}
