@@ -2,8 +2,9 @@
 //! concurrency group, ordering sequence), then one durable insert.
 
 use serde_json::Value;
-use switchboard_expr::{EvalError, Expr, Scope};
-use switchboard_project::{Flow, Trigger, WebhookTrigger};
+use switchboard_expr::{EvalError, Expr, Scope, Template};
+use switchboard_project::load::DEFAULT_DEDUPE_WINDOW;
+use switchboard_project::{Flow, Trigger, VerifyScheme, WebhookTrigger};
 use switchboard_store::{
     ConcurrencyGroup, DedupeKey, Enqueued, NewExecution, StoreError, ThrottleGroup,
 };
@@ -52,17 +53,8 @@ impl Engine {
         input: Value,
     ) -> Result<NewExecution, SubmitError> {
         let mut new = NewExecution::new(&flow.integration, &flow.name, trigger, input);
-        if let Trigger::Webhook(WebhookTrigger {
-            dedupe: Some(dedupe),
-            ..
-        }) = &flow.trigger
-        {
-            new.dedupe = self
-                .key(flow, &dedupe.key, &new, "dedupe")?
-                .map(|key| DedupeKey {
-                    key,
-                    expires_at: new.created_at.after(dedupe.window),
-                });
+        if let Trigger::Webhook(webhook) = &flow.trigger {
+            new.dedupe = self.webhook_dedupe(flow, webhook, &new)?;
         }
         if let Some(concurrency) = &flow.concurrency {
             let key = match &concurrency.key {
@@ -99,6 +91,33 @@ impl Engine {
         Ok(new)
     }
 
+    /// A webhook's de-duplication key: its `dedupe` program's, or for a scheme whose
+    /// deliveries carry an id (`standard-webhooks`, `svix`), that id.
+    fn webhook_dedupe(
+        &self,
+        flow: &Flow,
+        webhook: &WebhookTrigger,
+        new: &NewExecution,
+    ) -> Result<Option<DedupeKey>, SubmitError> {
+        let key = match (
+            &webhook.dedupe,
+            webhook.verify.as_ref().map(|verify| &verify.scheme),
+        ) {
+            (Some(dedupe), _) => self.key(flow, &dedupe.key, new, "dedupe")?,
+            (None, Some(VerifyScheme::StandardWebhooks)) => header(&new.trigger, "webhook-id"),
+            (None, Some(VerifyScheme::Svix)) => header(&new.trigger, "svix-id"),
+            (None, _) => None,
+        };
+        let window = webhook
+            .dedupe
+            .as_ref()
+            .map_or(DEFAULT_DEDUPE_WINDOW, |dedupe| dedupe.window);
+        Ok(key.map(|key| DedupeKey {
+            key,
+            expires_at: new.created_at.after(window),
+        }))
+    }
+
     /// [`Engine::prepare`], or, when a key program fails on a trigger that is not a
     /// request (an alert's notice, a failed execution), the execution without keys.
     pub(crate) fn prepare_or_plain(
@@ -114,6 +133,31 @@ impl Engine {
                 NewExecution::new(&flow.integration, &flow.name, trigger, input)
             }
         }
+    }
+
+    /// A webhook's verification secrets, rendered with `$secrets` and `$config` of
+    /// `integration` (the request is not in scope: a secret cannot depend on it).
+    pub fn verify_secrets(
+        &self,
+        integration: &str,
+        templates: &[Template],
+    ) -> Result<Vec<String>, EvalError> {
+        let config = self
+            .project
+            .integrations
+            .get(integration)
+            .map_or(Value::Null, |integration| integration.config_values());
+        let scope = Scope::new(
+            &Value::Null,
+            &Value::Null,
+            &config,
+            &self.secrets.to_json(),
+            &Value::Null,
+        );
+        templates
+            .iter()
+            .map(|template| template.render(&scope, &self.config.expression_limits))
+            .collect()
     }
 
     /// A key: the program's result as text (a string as it is); `None` for `null`.
@@ -150,4 +194,9 @@ impl Engine {
             other => Some(other.to_string()),
         })
     }
+}
+
+/// A request header of a webhook trigger, as text.
+fn header(trigger: &Value, name: &str) -> Option<String> {
+    trigger["headers"][name].as_str().map(str::to_owned)
 }

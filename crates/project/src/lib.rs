@@ -18,6 +18,6 @@ pub mod spec;
 pub use load::{Problem, Problems, load};
 pub use model::{
     Alert, AlertCondition, Backoff, BodyFormat, Concurrency, ConfigVar, Debounce, Dedupe, Flow,
-    HttpBody, HttpStep, Integration, Project, RetryPolicy, Step, StepKind, Throttle, Trigger,
-    WebhookTrigger, alert_webhook_flow,
+    HmacAlgorithm, HmacScheme, HttpBody, HttpStep, Integration, Project, RetryPolicy, Step,
+    StepKind, Throttle, Trigger, Verify, VerifyScheme, WebhookTrigger, alert_webhook_flow,
 };

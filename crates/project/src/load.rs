@@ -464,10 +464,15 @@ impl FileChecker<'_> {
         if webhook.dedupe.is_none() && webhook.dedupe_window.is_some() {
             self.report(&at, "`dedupe_window` goes with `dedupe`, the key");
         }
+        let verify = webhook
+            .verify
+            .as_ref()
+            .and_then(|verify| self.verify(verify));
         Some(Trigger::Webhook(WebhookTrigger {
             methods,
             accept,
             dedupe,
+            verify,
         }))
     }
 
@@ -889,3 +894,4 @@ fn is_step_id(id: &str) -> bool {
 mod alerts;
 #[cfg(test)]
 mod tests;
+mod verify;

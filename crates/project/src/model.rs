@@ -224,6 +224,64 @@ pub struct WebhookTrigger {
     pub accept: BodyFormat,
     /// How repeated deliveries are recognised, when they are.
     pub dedupe: Option<Dedupe>,
+    /// How the sender's signature is checked, when it is.
+    pub verify: Option<Verify>,
+}
+
+/// A webhook's signature check.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    /// Which provider's signature format.
+    pub scheme: VerifyScheme,
+    /// The secrets, any of which may have signed (templates over `$secrets` and `$config`).
+    pub secrets: Vec<Template>,
+    /// How far a signed timestamp may be from now.
+    pub tolerance: Duration,
+}
+
+/// The signature formats a webhook can check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyScheme {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` (standardwebhooks.com).
+    StandardWebhooks,
+    /// The same with `svix-` headers.
+    Svix,
+    /// `X-Hub-Signature-256: sha256=<hex>` over the body.
+    Github,
+    /// `Stripe-Signature: t=<ts>,v1=<hex>` over `<ts>.<body>`.
+    Stripe,
+    /// `X-Shopify-Hmac-Sha256: <base64>` over the body.
+    Shopify,
+    /// `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`, with `X-Slack-Request-Timestamp`.
+    Slack,
+    /// Any HMAC in one header.
+    Hmac(HmacScheme),
+}
+
+/// A generic HMAC signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmacScheme {
+    /// The header carrying the signature (lower case).
+    pub header: String,
+    /// The hash.
+    pub algorithm: HmacAlgorithm,
+    /// How the signature is written.
+    pub base64: bool,
+    /// Text before the signature.
+    pub prefix: String,
+    /// The header carrying a Unix timestamp, signed as `<timestamp>.<body>` (lower case).
+    pub timestamp_header: Option<String>,
+}
+
+/// The hash of an HMAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-512.
+    Sha512,
 }
 
 /// Webhook de-duplication: requests with the same key within `window` start one execution.

@@ -181,6 +181,42 @@ pub struct WebhookSpec {
     /// How long a key holds (default `24h`).
     #[serde(default)]
     pub dedupe_window: Option<HumanDuration>,
+    /// How the sender's signature is checked; a request that fails is refused.
+    #[serde(default)]
+    pub verify: Option<Spanned<VerifySpec>>,
+}
+
+/// The `verify` of a webhook trigger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// `standard-webhooks`, `svix`, `github`, `stripe`, `shopify`, `slack` or `hmac`.
+    pub scheme: Spanned<String>,
+    /// The signing secret, a template (`${{ $secrets.GITHUB_SECRET }}`).
+    #[serde(default)]
+    pub secret: Option<Spanned<String>>,
+    /// Several secrets, any of which may sign (rotation).
+    #[serde(default)]
+    pub secrets: Option<Vec<Spanned<String>>>,
+    /// How old (or early) a signed timestamp may be (default `5m`).
+    #[serde(default)]
+    pub tolerance: Option<HumanDuration>,
+    /// `hmac` only: the header carrying the signature.
+    #[serde(default)]
+    pub header: Option<Spanned<String>>,
+    /// `hmac` only: `sha1`, `sha256` (default) or `sha512`.
+    #[serde(default)]
+    pub algorithm: Option<Spanned<String>>,
+    /// `hmac` only: `hex` (default) or `base64`.
+    #[serde(default)]
+    pub encoding: Option<Spanned<String>>,
+    /// `hmac` only: text before the signature in the header (`sha256=`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `hmac` only: a header with a Unix timestamp; the signed content is then
+    /// `<timestamp>.<body>` and the timestamp must be within `tolerance`.
+    #[serde(default)]
+    pub timestamp_header: Option<Spanned<String>>,
 }
 
 /// One step. `id` and exactly one kind field are set.

@@ -39,6 +39,11 @@ impl ApiError {
         self
     }
 
+    /// 401 with `code`: the request did not prove where it came from.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -146,7 +151,8 @@ pub struct ErrorDetail {
     /// A stable code: `not_found`, `method_not_allowed`, `payload_too_large`,
     /// `unsupported_media_type`, `invalid_json`, `invalid_body`, `invalid_query`,
     /// `dedupe_key_failed`, `concurrency_key_failed`, `ordering_key_failed`,
-    /// `debounce_key_failed`, `throttle_key_failed`, `conflict`, `store_unavailable` or
+    /// `debounce_key_failed`, `throttle_key_failed`, `missing_signature`,
+    /// `stale_timestamp`, `invalid_signature`, `conflict`, `store_unavailable` or
     /// `internal`.
     #[schema(example = "invalid_query")]
     pub code: &'static str,

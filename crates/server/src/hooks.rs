@@ -48,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 202, description = "Accepted and durable.", body = Accepted),
         (status = 200, description = "A repeat of a request seen within the flow's `dedupe_window`: nothing new was started; `execution_id` names the first one's execution.", body = Accepted),
         (status = 400, description = "The body does not parse as the flow's format.", body = ErrorBody),
+        (status = 401, description = "The flow checks a signature and this request's is missing, stale or wrong (`missing_signature`, `stale_timestamp`, `invalid_signature`); nothing was stored.", body = ErrorBody),
         (status = 404, description = "No webhook flow has that name.", body = ErrorBody),
         (status = 405, description = "The flow does not take this method; `Allow` names those it does.", body = ErrorBody),
         (status = 413, description = "The body is over the size limit.", body = ErrorBody),
@@ -152,6 +153,21 @@ async fn accept(
         return Err(ApiError::payload_too_large(state.max_body));
     }
     let bytes = read_body(body, state.max_body).await?;
+    if let Some(verify) = &webhook.verify {
+        let secrets = state
+            .engine
+            .verify_secrets(&flow.integration, &verify.secrets)
+            .map_err(|error| ApiError::internal(&format!("the flow's verify secret: {error}")))?;
+        crate::verify::check(
+            &verify.scheme,
+            &secrets,
+            verify.tolerance,
+            &headers,
+            &bytes,
+            received_at,
+        )
+        .map_err(|refused| ApiError::unauthorized(refused.code, refused.message))?;
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod jobs;
 mod openapi;
 pub mod telemetry;
+mod verify;
 
 use std::future::Future;
 use std::path::PathBuf;

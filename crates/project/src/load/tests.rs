@@ -327,3 +327,32 @@ fn rates_read_as_a_count_per_a_period() {
     assert_eq!(parse_rate("ten/s"), None);
     assert_eq!(parse_rate("10"), None);
 }
+
+#[test]
+fn verify_settings_are_checked() {
+    let source = VALID.replace(
+        "trigger: { webhook: { methods: [POST] } }",
+        "trigger: { webhook: { methods: [POST], verify: { scheme: gitlab, secret: x } } }",
+    );
+    let problems = load_source(&source).unwrap_err();
+    assert!(
+        problems[0].contains(
+            "`gitlab` is not a verify scheme; use one of standard-webhooks, svix, github"
+        ),
+        "{problems:#?}"
+    );
+    let source = VALID.replace(
+        "trigger: { webhook: { methods: [POST] } }",
+        "trigger: { webhook: { methods: [POST], verify: { scheme: github, header: X-Sig } } }",
+    );
+    let problems = load_source(&source).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems[0].contains("go with `scheme: hmac`"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].contains("`verify` needs a `secret`"),
+        "{problems:#?}"
+    );
+}

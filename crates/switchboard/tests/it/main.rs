@@ -16,3 +16,4 @@ mod otel;
 mod retries;
 mod support;
 mod telemetry;
+mod verify;
