@@ -81,13 +81,30 @@ pub(crate) fn check(
             let signatures = header(&format!("{prefix}-signature"))?;
             fresh(&timestamp_name, timestamp)?;
             let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
-            let candidates: Vec<Vec<u8>> = signatures
-                .split_whitespace()
-                .filter_map(|entry| entry.strip_prefix("v1,"))
-                .filter_map(|encoded| BASE64.decode(encoded).ok())
-                .collect();
-            let keys = secrets.iter().filter_map(|secret| standard_key(secret));
-            any_matches(HmacAlgorithm::Sha256, keys, &signed, &candidates)
+            let entries = |version: &str| -> Vec<Vec<u8>> {
+                signatures
+                    .split_whitespace()
+                    .filter_map(|entry| entry.strip_prefix(version))
+                    .filter_map(|encoded| BASE64.decode(encoded).ok())
+                    .collect()
+            };
+            let (public, symmetric): (Vec<&String>, Vec<&String>) = secrets
+                .iter()
+                .partition(|secret| secret.starts_with("whpk_"));
+            let keys = symmetric
+                .into_iter()
+                .filter_map(|secret| standard_key(secret));
+            let by_hmac = any_matches(HmacAlgorithm::Sha256, keys, &signed, &entries("v1,"));
+            let by_ed25519 = || {
+                let signatures = entries("v1a,");
+                public
+                    .iter()
+                    .filter_map(|secret| ed25519_key(secret))
+                    .any(|key| ed25519_matches(&key, &signed, &signatures))
+                    .then_some(())
+            };
+            by_hmac
+                .or_else(by_ed25519)
                 .ok_or_else(|| invalid(&format!("`{prefix}-signature`")))
         }
         VerifyScheme::Github => {
@@ -182,6 +199,34 @@ fn standard_key(secret: &str) -> Option<Vec<u8>> {
         );
     }
     key
+}
+
+/// A Standard Webhooks public key: the base64 of 32 bytes after `whpk_`.
+fn ed25519_key(secret: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    let bytes = secret
+        .strip_prefix("whpk_")
+        .and_then(|encoded| BASE64.decode(encoded).ok())
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+    let key = bytes.and_then(|bytes| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok());
+    if key.is_none() {
+        tracing::error!(
+            "A standard-webhooks public key is not `whpk_` and 32 bytes of base64; it can never match."
+        );
+    }
+    key
+}
+
+/// Whether one of `signatures` is `key`'s Ed25519 signature of `parts` (concatenated).
+fn ed25519_matches(
+    key: &ed25519_dalek::VerifyingKey,
+    parts: &[&[u8]],
+    signatures: &[Vec<u8>],
+) -> bool {
+    let message = parts.concat();
+    signatures.iter().any(|signature| {
+        ed25519_dalek::Signature::from_slice(signature)
+            .is_ok_and(|signature| key.verify_strict(&message, &signature).is_ok())
+    })
 }
 
 /// `Some(())` when one of `keys` signs `parts` (concatenated) into one of `candidates`,
@@ -390,6 +435,45 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(refused.message, "the request has no `webhook-id` header");
+    }
+
+    #[test]
+    fn standard_webhooks_v1a_is_checked_with_the_public_key() {
+        use ed25519_dalek::Signer;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let public = format!("whpk_{}", BASE64.encode(signing.verifying_key().to_bytes()));
+        let body = br#"{"ok":true}"#;
+        let now = Timestamp::now();
+        let t = (now.millis() / 1000).to_string();
+        let content = [b"msg_5.".as_slice(), t.as_bytes(), b".", body].concat();
+        let signature = format!("v1a,{}", BASE64.encode(signing.sign(&content).to_bytes()));
+        let signed = headers(&[
+            ("webhook-id", "msg_5"),
+            ("webhook-timestamp", &t),
+            ("webhook-signature", &signature),
+        ]);
+        let secrets = [public];
+        assert!(
+            check(
+                &VerifyScheme::StandardWebhooks,
+                &secrets,
+                MINUTES,
+                &signed,
+                body,
+                now
+            )
+            .is_ok()
+        );
+        let refused = check(
+            &VerifyScheme::StandardWebhooks,
+            &secrets,
+            MINUTES,
+            &signed,
+            b"{}",
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(refused.code, "invalid_signature");
     }
 
     #[test]
