@@ -40,7 +40,7 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
     span.record("trace_id", trace.trace_id());
     async {
         let _running = engine.metrics.execution_started(&leased.integration, &leased.flow, trigger);
-        let mut run = ExecutionRun::new(engine, &leased, trace, stop);
+        let mut run = ExecutionRun::new(engine, &leased, trigger, trace, stop);
         let result = match flow {
             Some(flow) => run.steps(&flow).await,
             None => Err(RunError::Failed(ErrorRecord {
@@ -122,6 +122,8 @@ enum RunError {
 struct ExecutionRun<'a> {
     engine: &'a Engine,
     leased: &'a LeasedExecution,
+    /// The flow's trigger kind, for metrics.
+    trigger: &'static str,
     scope: Scope,
     trace: TraceContext,
     stop: CancellationToken,
@@ -135,6 +137,7 @@ impl<'a> ExecutionRun<'a> {
     fn new(
         engine: &'a Engine,
         leased: &'a LeasedExecution,
+        trigger: &'static str,
         trace: TraceContext,
         stop: CancellationToken,
     ) -> Self {
@@ -162,6 +165,7 @@ impl<'a> ExecutionRun<'a> {
         Self {
             engine,
             leased,
+            trigger,
             scope,
             trace,
             stop,
@@ -358,15 +362,10 @@ impl<'a> ExecutionRun<'a> {
     /// Reports the end of the execution.
     fn finished(&self, outcome: &'static str) {
         let leased = self.leased;
-        let trigger = self
-            .engine
-            .project
-            .flow(&leased.integration, &leased.flow)
-            .map_or("unknown", |flow| flow.trigger.kind());
         self.engine.metrics.execution_finished(
             &leased.integration,
             &leased.flow,
-            trigger,
+            self.trigger,
             outcome,
             Timestamp::now().duration_since(leased.created_at),
         );

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, TestServer};
+use crate::support::{Receiver, TestServer, wait_for_state};
 
 fn project(receiver: &str) -> String {
     format!(
@@ -30,16 +30,12 @@ async fn post(server: &TestServer, path: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Polls an execution until its status is `status` (10 s at most).
+/// Polls an execution until its status is `status`.
 async fn wait_for_status(server: &TestServer, id: &str, status: &str) -> Value {
-    for _ in 0..1000 {
-        let (_, execution) = server.get_json(&format!("/api/v1/executions/{id}")).await;
-        if execution["status"] == status {
-            return execution;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("execution {id} never became {status}");
+    wait_for_state(&server.client, &server.base, id, |execution| {
+        execution["status"] == status
+    })
+    .await
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, ServeProcess, TestServer, execution_id, wait_for_execution};
+use crate::support::{
+    Receiver, ServeProcess, TestServer, execution_id, wait_for_execution, wait_for_state,
+};
 
 fn project(receiver: &str, retry: &str) -> String {
     format!(
@@ -25,30 +27,6 @@ flows:
     )
 }
 
-/// Polls an execution until `until` holds for it (10 s at most).
-async fn wait_until(
-    client: &reqwest::Client,
-    base: &str,
-    id: &str,
-    until: impl Fn(&Value) -> bool,
-) -> Value {
-    for _ in 0..1000 {
-        let execution: Value = client
-            .get(format!("{base}/api/v1/executions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if until(&execution) {
-            return execution;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("execution {id} never reached the state waited for");
-}
-
 fn is_retrying(execution: &Value) -> bool {
     execution["status"] == "retrying"
 }
@@ -65,7 +43,7 @@ async fn a_503_is_retried_with_the_same_key_until_it_passes() {
     assert_eq!(status, 202);
     let id = body["execution_id"].as_str().unwrap();
 
-    let waiting = wait_until(&server.client, &server.base, id, is_retrying).await;
+    let waiting = wait_for_state(&server.client, &server.base, id, is_retrying).await;
     assert_eq!(waiting["error"]["code"], "http_status");
     assert_eq!(waiting["error"]["step"], "send");
     assert!(waiting["next_attempt_at"].is_string(), "{waiting:#}");
@@ -136,7 +114,7 @@ async fn retry_after_sets_the_next_attempt() {
         .post_hook("/hooks/shop/push", &json!({"id": 1}))
         .await;
     let id = body["execution_id"].as_str().unwrap();
-    let waiting = wait_until(&server.client, &server.base, id, is_retrying).await;
+    let waiting = wait_for_state(&server.client, &server.base, id, is_retrying).await;
     let failed_at = switchboard_core::Timestamp::parse_rfc3339(
         waiting["steps"][1]["finished_at"].as_str().unwrap(),
     )
@@ -200,7 +178,7 @@ async fn a_waiting_retry_survives_a_restart() {
         .await
         .unwrap();
     let id = execution_id(response).await;
-    wait_until(&client, &server.base, &id, is_retrying).await;
+    wait_for_state(&client, &server.base, &id, is_retrying).await;
     assert_eq!(
         server.terminate(),
         0,

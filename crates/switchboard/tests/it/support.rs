@@ -150,6 +150,22 @@ impl Drop for TestServer {
 
 /// Polls an execution until it ends: `succeeded`, `failed` or `cancelled` (30 s at most).
 pub async fn wait_for_execution(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    wait_for_state(client, base, id, |execution| {
+        matches!(
+            execution["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+    })
+    .await
+}
+
+/// Polls an execution until `until` holds for it (30 s at most).
+pub async fn wait_for_state(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..3000 {
         let response = client
             .get(format!("{base}/api/v1/executions/{id}"))
@@ -159,16 +175,13 @@ pub async fn wait_for_execution(client: &reqwest::Client, base: &str, id: &str) 
             && response.status() == 200
         {
             let execution: Value = response.json().await.unwrap();
-            if matches!(
-                execution["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
+            if until(&execution) {
                 return execution;
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("execution {id} did not finish");
+    panic!("execution {id} never reached the state waited for");
 }
 
 /// The execution id of a hook's `202` answer.
