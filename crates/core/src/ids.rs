@@ -125,6 +125,13 @@ prefixed_id!(
 );
 
 prefixed_id!(
+    /// Names one outbound webhook endpoint: a subscriber's URL and what it receives.
+    EndpointId,
+    "ep_",
+    "endpoint"
+);
+
+prefixed_id!(
     /// Names one lease of an execution; a write that carries a stale token is refused.
     LeaseToken,
     "lease_",

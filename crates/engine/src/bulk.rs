@@ -1,8 +1,9 @@
-//! Bulk jobs: retry or replay every execution a filter matches, in the background, with
-//! progress that can be read while it runs.
+//! Bulk jobs: retry or replay every execution a filter matches, or resend every failed
+//! delivery to an endpoint in a window (a recover), in the background, with progress
+//! that can be read while it runs.
 //!
-//! The matching executions are listed first (a snapshot, so replays that match the
-//! filter are not picked up again), then handled one by one. Jobs live in the process:
+//! The targets are listed first (a snapshot, so replays that match the filter are not
+//! picked up again), then handled one by one. Jobs live in the process:
 //! a restart forgets them, and running the same job again is harmless (a retry skips
 //! what is no longer failed).
 
@@ -10,11 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
-use switchboard_core::ids::JobId;
+use switchboard_core::ids::{EndpointId, JobId};
 use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_store::{Control, ExecutionFilter, StoreError};
 
 use crate::Engine;
+use crate::outbound::OutboundError;
 
 /// What a bulk job does to each execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -24,6 +26,21 @@ pub enum BulkAction {
     Retry,
     /// Start a new execution with the same trigger.
     Replay,
+    /// Deliver a failed delivery's message to its endpoint again.
+    Resend,
+}
+
+/// What a bulk job works through.
+#[derive(Debug, Clone)]
+enum Targets {
+    /// The executions a filter matches.
+    Executions(ExecutionFilter),
+    /// An endpoint's failed deliveries of messages accepted in `[since, until)`.
+    FailedDeliveries {
+        endpoint: EndpointId,
+        since: Timestamp,
+        until: Timestamp,
+    },
 }
 
 /// The progress of a bulk job.
@@ -39,7 +56,7 @@ pub struct BulkJob {
     pub total: Option<u64>,
     /// How many were handled so far.
     pub processed: u64,
-    /// How many were retried or replayed.
+    /// How many were retried, replayed or resent.
     pub applied: u64,
     /// How many a retry left alone: they had not failed (any more).
     pub skipped: u64,
@@ -73,6 +90,27 @@ impl Engine {
     /// Starts a bulk job over the executions `filter` matches; its progress is read with
     /// [`Engine::bulk_job`].
     pub fn start_bulk(self: &Arc<Self>, action: BulkAction, filter: ExecutionFilter) -> BulkJob {
+        self.start_job(action, Targets::Executions(filter))
+    }
+
+    /// Starts a job that resends every delivery to `endpoint` that failed for good, of
+    /// messages accepted in `[since, until)`; its progress is read with
+    /// [`Engine::bulk_job`].
+    pub fn start_recover(
+        self: &Arc<Self>,
+        endpoint: EndpointId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> BulkJob {
+        let targets = Targets::FailedDeliveries {
+            endpoint,
+            since,
+            until,
+        };
+        self.start_job(BulkAction::Resend, targets)
+    }
+
+    fn start_job(self: &Arc<Self>, action: BulkAction, targets: Targets) -> BulkJob {
         let job = BulkJob {
             id: JobId::generate(),
             action,
@@ -92,7 +130,7 @@ impl Engine {
             .insert(job.id.clone(), job.clone());
         let engine = Arc::clone(self);
         let id = job.id.clone();
-        tokio::spawn(async move { engine.run_bulk(&id, action, filter).await });
+        tokio::spawn(async move { engine.run_bulk(&id, action, targets).await });
         job
     }
 
@@ -106,8 +144,32 @@ impl Engine {
             .cloned()
     }
 
-    async fn run_bulk(&self, id: &JobId, action: BulkAction, filter: ExecutionFilter) {
-        let targets = match self.list_all(filter).await {
+    async fn run_bulk(&self, id: &JobId, action: BulkAction, targets: Targets) {
+        let listed = match &targets {
+            Targets::Executions(filter) => self
+                .list_all(filter.clone())
+                .await
+                .map(|ids| ids.into_iter().map(|id| (id, None)).collect::<Vec<_>>()),
+            Targets::FailedDeliveries {
+                endpoint,
+                since,
+                until,
+            } => self
+                .store
+                .failed_deliveries(endpoint, *since, *until)
+                .await
+                .map(|deliveries| {
+                    deliveries
+                        .into_iter()
+                        .map(|delivery| (delivery.execution_id, Some(delivery.message_id)))
+                        .collect()
+                }),
+        };
+        let job_endpoint = match &targets {
+            Targets::FailedDeliveries { endpoint, .. } => Some(endpoint.clone()),
+            Targets::Executions(_) => None,
+        };
+        let targets = match listed {
             Ok(targets) => targets,
             Err(error) => {
                 tracing::error!(%error, job = %id, "Could not list the executions of a bulk job.");
@@ -123,13 +185,23 @@ impl Engine {
             job.state = "running";
             job.total = Some(targets.len() as u64);
         });
-        for target in &targets {
-            let outcome = match action {
-                BulkAction::Retry => self
-                    .retry(target)
+        for (target, message) in targets {
+            let outcome = match (action, message) {
+                (BulkAction::Retry, _) => self
+                    .retry(&target)
                     .await
                     .map(|control| control == Control::Applied),
-                BulkAction::Replay => self.replay(target).await.map(|new| new.is_some()),
+                (BulkAction::Replay, _) => self.replay(&target).await.map(|new| new.is_some()),
+                (BulkAction::Resend, message) => match (message, &job_endpoint) {
+                    (Some(message), Some(endpoint)) => {
+                        match self.resend(&message, endpoint, Some(target)).await {
+                            Ok(_) => Ok(true),
+                            Err(OutboundError::Store(error)) => Err(error),
+                            Err(_) => Ok(false),
+                        }
+                    }
+                    _ => Ok(false),
+                },
             };
             self.bulk.update(id, |job| {
                 job.processed += 1;

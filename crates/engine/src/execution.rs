@@ -439,7 +439,7 @@ fn step_error(step: &str, error: &StepError) -> ErrorRecord {
 
 /// The wait a `429` or `503` answer asks for in `Retry-After` (seconds or an HTTP date),
 /// when it is within `max`.
-fn retry_after(response: Option<&Value>, max: Duration) -> Option<Duration> {
+pub(crate) fn retry_after(response: Option<&Value>, max: Duration) -> Option<Duration> {
     let response = response?;
     if !matches!(response["status"].as_u64(), Some(429 | 503)) {
         return None;
@@ -453,7 +453,7 @@ fn retry_after(response: Option<&Value>, max: Duration) -> Option<Duration> {
 }
 
 /// A random number in `[0, 1)`, for jitter.
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     let mut bytes = [0; 8];
     // Without an OS random source, jitter falls back to the full wait.
     if getrandom::fill(&mut bytes).is_err() {

@@ -23,6 +23,7 @@
 mod alerts;
 mod bulk;
 mod execution;
+pub mod outbound;
 mod retention;
 mod steps;
 mod submit;
@@ -35,6 +36,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Secrets, Timestamp};
 use switchboard_expr::Limits;
 use switchboard_project::Project;
+use switchboard_store::outbound::DELIVERY_INTEGRATION;
 use switchboard_store::{Control, NewExecution, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
@@ -66,6 +68,8 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// How often executions past retention are looked for.
     pub retention_interval: Duration,
+    /// How outbound webhook deliveries behave.
+    pub outbound: outbound::OutboundConfig,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +84,7 @@ impl Default for EngineConfig {
             alert_interval: Duration::from_secs(15),
             retention: Duration::from_secs(14 * 24 * 3600),
             retention_interval: Duration::from_secs(60),
+            outbound: outbound::OutboundConfig::default(),
         }
     }
 }
@@ -103,6 +108,10 @@ pub struct Engine {
     project: Arc<Project>,
     secrets: Secrets,
     http: reqwest::Client,
+    /// The client of outbound webhook deliveries, behind the address guard.
+    webhooks_http: reqwest::Client,
+    /// Compiled endpoint filters.
+    filters: outbound::Filters,
     metrics: Arc<Metrics>,
     config: EngineConfig,
     node: NodeId,
@@ -124,11 +133,14 @@ impl Engine {
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let webhooks_http = config.outbound.client()?;
         Ok(Arc::new(Self {
             store,
             project,
             secrets,
             http,
+            webhooks_http,
+            filters: outbound::Filters::default(),
             metrics,
             config,
             node: NodeId::generate(),
@@ -228,7 +240,11 @@ impl Engine {
                 let engine = Arc::clone(&self);
                 running.spawn(async move {
                     let id = execution.id.clone();
-                    execution::run(&engine, execution, stop).await;
+                    if execution.integration == DELIVERY_INTEGRATION {
+                        outbound::deliver(&engine, execution, stop).await;
+                    } else {
+                        execution::run(&engine, execution, stop).await;
+                    }
                     engine.track(&id, None);
                     drop(slot);
                     // Its end may let another start: the next of its ordering sequence,
@@ -386,4 +402,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// An error with its causes, which reqwest keeps in its source chain.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

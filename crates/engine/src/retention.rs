@@ -35,7 +35,10 @@ pub(crate) async fn prune(engine: Arc<Engine>, shutdown: CancellationToken) {
                             "Deleted executions past retention."
                         );
                     }
-                    if pruned.executions < BATCH as u64 && pruned.dedupe_keys < BATCH as u64 {
+                    if [pruned.executions, pruned.dedupe_keys, pruned.messages]
+                        .iter()
+                        .all(|&count| count < BATCH as u64)
+                    {
                         break;
                     }
                 }

@@ -14,10 +14,10 @@ use crate::Engine;
 /// An execution could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// One of the flow's key programs failed on this trigger.
+    /// One of the flow's key programs (or its `challenge`) failed on this trigger.
     #[error("the {what} key could not be computed: {source}")]
     Key {
-        /// `dedupe`, `concurrency`, `ordering`, `debounce` or `throttle`.
+        /// `dedupe`, `concurrency`, `ordering`, `debounce`, `throttle` or `challenge`.
         what: &'static str,
         /// Why.
         source: EvalError,
@@ -158,6 +158,41 @@ impl Engine {
             .iter()
             .map(|template| template.render(&scope, &self.config.expression_limits))
             .collect()
+    }
+
+    /// The answer a webhook flow's `challenge` gives this request (a provider's
+    /// handshake), or `None` when the request is not one.
+    pub fn challenge(
+        &self,
+        flow: &Flow,
+        trigger: &Value,
+        input: &Value,
+    ) -> Result<Option<Value>, SubmitError> {
+        let Trigger::Webhook(webhook) = &flow.trigger else {
+            return Ok(None);
+        };
+        let Some(program) = &webhook.challenge else {
+            return Ok(None);
+        };
+        let config = self
+            .project
+            .integrations
+            .get(&flow.integration)
+            .map_or(Value::Null, |integration| integration.config_values());
+        let scope = Scope::new(
+            input,
+            trigger,
+            &config,
+            &self.secrets.to_json(),
+            &Value::Null,
+        );
+        let answer = program
+            .eval_one(&scope, &self.config.expression_limits)
+            .map_err(|source| SubmitError::Key {
+                what: "challenge",
+                source,
+            })?;
+        Ok((!answer.is_null()).then_some(answer))
     }
 
     /// A key: the program's result as text (a string as it is); `None` for `null`.

@@ -11,7 +11,8 @@ use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
     Backoff, BodyFormat, Concurrency, ConfigVar, Debounce, Dedupe, Flow, HttpBody, HttpStep,
-    Integration, Project, RetryPolicy, Step, StepKind, Throttle, Trigger, WebhookTrigger,
+    Integration, Project, RetryPolicy, SLACK_CHALLENGE, Step, StepKind, Throttle, Trigger,
+    WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
 use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec};
@@ -468,12 +469,24 @@ impl FileChecker<'_> {
             .verify
             .as_ref()
             .and_then(|verify| self.verify(verify));
-        Some(Trigger::Webhook(WebhookTrigger {
+        let challenge = webhook.challenge.as_ref().and_then(|challenge| {
+            if challenge.value == "slack" {
+                return Expr::compile(SLACK_CHALLENGE).ok();
+            }
+            let refs = StepRefs {
+                step: "",
+                earlier: &[],
+                later: &[],
+            };
+            self.expr(challenge, "challenge", &refs)
+        });
+        Some(Trigger::Webhook(Box::new(WebhookTrigger {
             methods,
             accept,
             dedupe,
             verify,
-        }))
+            challenge,
+        })))
     }
 
     /// Every `on_error` must name an `error` flow of the integration, and a flow started

@@ -197,7 +197,7 @@ impl RetryPolicy {
 #[derive(Debug, Clone)]
 pub enum Trigger {
     /// An HTTP request to `/hooks/<integration>/<flow>`.
-    Webhook(WebhookTrigger),
+    Webhook(Box<WebhookTrigger>),
     /// An alert of the integration fired or resolved; the input is the notification.
     Alert,
     /// A flow naming this one in `on_error` failed; the input is the failed execution.
@@ -226,7 +226,13 @@ pub struct WebhookTrigger {
     pub dedupe: Option<Dedupe>,
     /// How the sender's signature is checked, when it is.
     pub verify: Option<Verify>,
+    /// The answer to a provider's handshake request (`null`: not a handshake).
+    pub challenge: Option<Expr>,
 }
+
+/// The `challenge: slack` handshake: Slack's `url_verification` request is answered with
+/// its `challenge`.
+pub const SLACK_CHALLENGE: &str = r#"if type == "object" and .type == "url_verification" then {challenge: .challenge} else null end"#;
 
 /// A webhook's signature check.
 #[derive(Debug, Clone)]

@@ -184,6 +184,11 @@ pub struct WebhookSpec {
     /// How the sender's signature is checked; a request that fails is refused.
     #[serde(default)]
     pub verify: Option<Spanned<VerifySpec>>,
+    /// A provider's handshake: `slack`, or a jq program over the request that gives the
+    /// answer (a string is sent as text, anything else as JSON) or `null` for a request
+    /// that is not a handshake. A handshake is answered `200` and starts nothing.
+    #[serde(default)]
+    pub challenge: Option<Spanned<String>>,
 }
 
 /// The `verify` of a webhook trigger.

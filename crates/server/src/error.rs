@@ -151,7 +151,8 @@ pub struct ErrorDetail {
     /// A stable code: `not_found`, `method_not_allowed`, `payload_too_large`,
     /// `unsupported_media_type`, `invalid_json`, `invalid_body`, `invalid_query`,
     /// `dedupe_key_failed`, `concurrency_key_failed`, `ordering_key_failed`,
-    /// `debounce_key_failed`, `throttle_key_failed`, `missing_signature`,
+    /// `debounce_key_failed`, `throttle_key_failed`, `challenge_failed`, `invalid_field`,
+    /// `missing_signature`,
     /// `stale_timestamp`, `invalid_signature`, `conflict`, `store_unavailable` or
     /// `internal`.
     #[schema(example = "invalid_query")]

@@ -46,7 +46,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     )),
     responses(
         (status = 202, description = "Accepted and durable.", body = Accepted),
-        (status = 200, description = "A repeat of a request seen within the flow's `dedupe_window`: nothing new was started; `execution_id` names the first one's execution.", body = Accepted),
+        (status = 200, description = "A provider's handshake answered by the flow's `challenge` (nothing started), or a repeat of a request seen within the flow's `dedupe_window`: nothing new was started; `execution_id` names the first one's execution.", body = Accepted),
         (status = 400, description = "The body does not parse as the flow's format.", body = ErrorBody),
         (status = 401, description = "The flow checks a signature and this request's is missing, stale or wrong (`missing_signature`, `stale_timestamp`, `invalid_signature`); nothing was stored.", body = ErrorBody),
         (status = 404, description = "No webhook flow has that name.", body = ErrorBody),
@@ -83,7 +83,16 @@ pub(crate) async fn receive(
     };
     let metrics = state.engine.metrics();
     match accepted {
-        Ok(enqueued) => {
+        Ok(Received::Handshake(answer)) => {
+            metrics.webhook_received(integration, flow_name, WebhookOutcome::Handshake);
+            Ok(match answer {
+                Value::String(text) => {
+                    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+                }
+                other => axum::Json(other).into_response(),
+            })
+        }
+        Ok(Received::Queued(enqueued)) => {
             let (outcome, status) = if enqueued.duplicate {
                 (WebhookOutcome::Duplicate, StatusCode::OK)
             } else {
@@ -120,7 +129,16 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-/// Checks, reads and parses a request to a webhook flow, and queues its execution.
+/// What became of a request a webhook flow took.
+enum Received {
+    /// Its execution was queued (or, a duplicate, an earlier one holds its key).
+    Queued(Enqueued),
+    /// It was a provider's handshake; this is the answer.
+    Handshake(Value),
+}
+
+/// Checks, reads and parses a request to a webhook flow, answers it when it is a
+/// handshake, and otherwise checks its signature and queues its execution.
 async fn accept(
     state: &AppState,
     flow: &Flow,
@@ -128,7 +146,7 @@ async fn accept(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Enqueued, ApiError> {
+) -> Result<Received, ApiError> {
     let received_at = Timestamp::now();
     let Trigger::Webhook(webhook) = &flow.trigger else {
         return Err(ApiError::not_found(format!(
@@ -153,6 +171,29 @@ async fn accept(
         return Err(ApiError::payload_too_large(state.max_body));
     }
     let bytes = read_body(body, state.max_body).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let data = parse_body(webhook.accept, content_type, &bytes)?;
+    let trigger = json!({
+        "kind": "webhook",
+        "body": data,
+        "headers": switchboard_core::headers::headers_object(&headers),
+        "query": query_object(uri.query().unwrap_or("")),
+        "method": method.as_str(),
+        "path": uri.path(),
+        "received_at": received_at,
+    });
+    // A handshake reveals nothing and starts nothing, so it is answered before the
+    // signature check: some providers send theirs unsigned.
+    if let Some(answer) = state
+        .engine
+        .challenge(flow, &trigger, &data)
+        .map_err(submit_error)?
+    {
+        return Ok(Received::Handshake(answer));
+    }
     if let Some(verify) = &webhook.verify {
         let secrets = state
             .engine
@@ -168,43 +209,34 @@ async fn accept(
         )
         .map_err(|refused| ApiError::unauthorized(refused.code, refused.message))?;
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let data = parse_body(webhook.accept, content_type, &bytes)?;
-    let trigger = json!({
-        "kind": "webhook",
-        "body": data,
-        "headers": switchboard_core::headers::headers_object(&headers),
-        "query": query_object(uri.query().unwrap_or("")),
-        "method": method.as_str(),
-        "path": uri.path(),
-        "received_at": received_at,
-    });
     state
         .engine
         .submit(flow, trigger, data)
         .await
-        .map_err(|error| match error {
-            SubmitError::Key { what, source } => {
-                let code = match what {
-                    "dedupe" => "dedupe_key_failed",
-                    "concurrency" => "concurrency_key_failed",
-                    "ordering" => "ordering_key_failed",
-                    "debounce" => "debounce_key_failed",
-                    _ => "throttle_key_failed",
-                };
-                ApiError::unprocessable(
-                    code,
-                    format!(
-                        "the flow's {what} key could not be computed from this request: {source}"
-                    ),
-                )
-                .at("body")
-            }
-            SubmitError::Store(error) => ApiError::store_unavailable(&error),
-        })
+        .map(Received::Queued)
+        .map_err(submit_error)
+}
+
+/// The answer to a key (or challenge) that could not be computed, or a store failure.
+fn submit_error(error: SubmitError) -> ApiError {
+    match error {
+        SubmitError::Key { what, source } => {
+            let code = match what {
+                "dedupe" => "dedupe_key_failed",
+                "concurrency" => "concurrency_key_failed",
+                "ordering" => "ordering_key_failed",
+                "debounce" => "debounce_key_failed",
+                "challenge" => "challenge_failed",
+                _ => "throttle_key_failed",
+            };
+            ApiError::unprocessable(
+                code,
+                format!("the flow's {what} key could not be computed from this request: {source}"),
+            )
+            .at("body")
+        }
+        SubmitError::Store(error) => ApiError::store_unavailable(&error),
+    }
 }
 
 /// Reads the body, stopping as soon as it passes `limit` bytes.

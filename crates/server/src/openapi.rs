@@ -34,6 +34,7 @@ const HOOK_PATH: &str = "/hooks/{integration}/{flow}";
         (name = "executions", description = "What ran, step by step."),
         (name = "integrations", description = "The running project."),
         (name = "alerts", description = "Alert rules and whether they fire."),
+        (name = "webhooks", description = "Outbound webhooks: endpoints, messages, deliveries and attempts."),
         (name = "health", description = "Liveness and readiness."),
         (name = "metrics", description = "Prometheus metrics."),
     )

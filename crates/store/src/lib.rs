@@ -19,6 +19,7 @@
 //! `FOR UPDATE SKIP LOCKED`) so a PostgreSQL implementation of the same trait can follow.
 
 mod error;
+pub mod outbound;
 mod records;
 mod sqlite;
 
@@ -27,6 +28,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 
 pub use error::StoreError;
+pub use outbound::OutboundStore;
 pub use records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, ConcurrencyGroup, Control, DedupeKey, End,
     Enqueued, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
@@ -37,7 +39,7 @@ pub use sqlite::SqliteStore;
 
 /// Everything Switchboard keeps durably.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OutboundStore + Send + Sync + 'static {
     /// Stores a new queued execution; when this returns, it is durable. With a dedupe
     /// key that a live key of the flow already holds, nothing is queued and the answer
     /// names the execution holding it.

@@ -511,4 +511,6 @@ pub struct Pruned {
     pub executions: u64,
     /// Expired de-duplication keys.
     pub dedupe_keys: u64,
+    /// Outbound messages whose deliveries were all pruned.
+    pub messages: u64,
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard_core::{ByteSize, HumanDuration, Secrets};
+use switchboard_engine::outbound::OutboundConfig;
 use switchboard_engine::{Engine, EngineConfig};
 use switchboard_expr::Limits;
 use switchboard_project::Project;
@@ -118,6 +119,24 @@ struct ServeArgs {
     /// The base URL hooks are reachable at from outside, for hook URLs in the API.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Networks outbound webhook deliveries may reach although they are internal
+    /// (loopback, private, link-local), e.g. 10.0.0.0/8; repeat or separate with commas.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_ALLOW_NETWORK", value_delimiter = ',')]
+    webhook_allow_network: Vec<ipnet::IpNet>,
+    /// The waits between outbound delivery attempts, for endpoints without their own.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_WEBHOOK_RETRY_SCHEDULE",
+        value_delimiter = ',',
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    webhook_retry_schedule: Vec<HumanDuration>,
+    /// An endpoint whose every delivery attempt failed for this long is disabled.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_DISABLE_AFTER", default_value = "5d")]
+    webhook_disable_after: HumanDuration,
+    /// How long one outbound delivery attempt may take in all.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_TIMEOUT", default_value = "30s")]
+    webhook_timeout: HumanDuration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -283,6 +302,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             alert_interval: args.alert_interval.into(),
             retention: args.retention.into(),
+            outbound: OutboundConfig {
+                retry_schedule: args
+                    .webhook_retry_schedule
+                    .iter()
+                    .map(|wait| wait.0)
+                    .collect(),
+                disable_after: args.webhook_disable_after.into(),
+                allowed_networks: args.webhook_allow_network,
+                timeout: args.webhook_timeout.into(),
+                ..OutboundConfig::default()
+            },
             ..EngineConfig::default()
         },
         max_body: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),

@@ -16,7 +16,8 @@ use metrics_exporter_prometheus::{
 
 /// The metric names, with their unit in the name.
 pub mod names {
-    /// Inbound webhook requests, by `outcome` (`accepted`, `duplicate`, `rejected`) and,
+    /// Inbound webhook requests, by `outcome` (`accepted`, `duplicate`, `handshake`,
+    /// `rejected`) and,
     /// when rejected, `reason`.
     pub const WEBHOOKS_RECEIVED: &str = "switchboard_webhooks_received_total";
     /// Executions a worker started running (a resumed execution counts again).
@@ -47,6 +48,16 @@ pub mod names {
     pub const EXECUTIONS_PRUNED: &str = "switchboard_executions_pruned_total";
     /// 1 while an alert fires, 0 otherwise, by `integration` and `alert`.
     pub const ALERTS_FIRING: &str = "switchboard_alerts_firing";
+    /// Outbound webhook messages posted, by `outcome` (`accepted`, `duplicate`).
+    pub const WEBHOOK_MESSAGES: &str = "switchboard_webhook_messages_total";
+    /// Deliveries queued for outbound messages (one per matching endpoint).
+    pub const WEBHOOK_DELIVERIES: &str = "switchboard_webhook_deliveries_queued_total";
+    /// Outbound delivery attempts, by `outcome` and `status_class`.
+    pub const WEBHOOK_ATTEMPTS: &str = "switchboard_webhook_attempts_total";
+    /// Time from sending a delivery to the end of its answer, by `status_class`.
+    pub const WEBHOOK_ATTEMPT_DURATION: &str = "switchboard_webhook_attempt_duration_seconds";
+    /// Endpoints Switchboard disabled, by `reason` (`gone`, `failing`).
+    pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "switchboard_webhook_endpoints_disabled_total";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
 }
@@ -145,6 +156,31 @@ pub const ALL: &[Metric] = {
         ),
         metric(ALERTS_FIRING, Gauge, "1 while an alert fires, 0 otherwise."),
         metric(
+            WEBHOOK_MESSAGES,
+            Counter,
+            "Outbound webhook messages posted, by outcome.",
+        ),
+        metric(
+            WEBHOOK_DELIVERIES,
+            Counter,
+            "Deliveries queued for outbound messages, one per matching endpoint.",
+        ),
+        metric(
+            WEBHOOK_ATTEMPTS,
+            Counter,
+            "Outbound delivery attempts, by outcome and status class.",
+        ),
+        metric(
+            WEBHOOK_ATTEMPT_DURATION,
+            Histogram(Unit::Seconds),
+            "Time from sending a delivery to the end of its answer.",
+        ),
+        metric(
+            WEBHOOK_ENDPOINTS_DISABLED,
+            Counter,
+            "Endpoints Switchboard disabled, by reason.",
+        ),
+        metric(
             BUILD_INFO,
             Gauge,
             "Always 1; the version label names the running build.",
@@ -169,6 +205,8 @@ pub enum WebhookOutcome {
     Accepted,
     /// A repeat of a request seen within the flow's de-duplication window.
     Duplicate,
+    /// A provider's handshake, answered by the flow's `challenge`; nothing started.
+    Handshake,
     /// Refused; the reason is the error code of the answer.
     Rejected(&'static str),
 }
@@ -246,6 +284,7 @@ impl Metrics {
         match outcome {
             WebhookOutcome::Accepted => labels.push(Label::new("outcome", "accepted")),
             WebhookOutcome::Duplicate => labels.push(Label::new("outcome", "duplicate")),
+            WebhookOutcome::Handshake => labels.push(Label::new("outcome", "handshake")),
             WebhookOutcome::Rejected(reason) => {
                 labels.push(Label::new("outcome", "rejected"));
                 labels.push(Label::new("reason", reason));
@@ -325,6 +364,47 @@ impl Metrics {
             .increment(1);
         self.histogram(names::OUTBOUND_HTTP_DURATION, labels)
             .record(took.as_secs_f64());
+    }
+
+    /// An outbound message was posted; `deliveries` were queued for it.
+    pub fn webhook_message(&self, duplicate: bool, deliveries: usize) {
+        let outcome = if duplicate { "duplicate" } else { "accepted" };
+        self.counter(
+            names::WEBHOOK_MESSAGES,
+            vec![Label::new("outcome", outcome)],
+        )
+        .increment(1);
+        self.counter(names::WEBHOOK_DELIVERIES, Vec::new())
+            .increment(deliveries as u64);
+    }
+
+    /// A delivery attempt ended with `status` (none: no answer) after `took`.
+    pub fn webhook_attempt(&self, succeeded: bool, status: Option<u16>, took: Duration) {
+        let class = status_class(status);
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.counter(
+            names::WEBHOOK_ATTEMPTS,
+            vec![
+                Label::new("outcome", outcome),
+                Label::new("status_class", class),
+            ],
+        )
+        .increment(1);
+        self.histogram(
+            names::WEBHOOK_ATTEMPT_DURATION,
+            vec![Label::new("status_class", class)],
+        )
+        .record(took.as_secs_f64());
+    }
+
+    /// Switchboard disabled an endpoint: it answered `410 Gone` (`gone`) or failed for
+    /// too long (`failing`).
+    pub fn webhook_endpoint_disabled(&self, reason: &'static str) {
+        self.counter(
+            names::WEBHOOK_ENDPOINTS_DISABLED,
+            vec![Label::new("reason", reason)],
+        )
+        .increment(1);
     }
 
     /// The store committed `writes` writes as one transaction in `took`.
@@ -466,6 +546,9 @@ mod tests {
         metrics.store_committed(1, Duration::ZERO);
         metrics.executions_pruned(1);
         metrics.alert_evaluated("a", "alert", false);
+        metrics.webhook_message(false, 2);
+        metrics.webhook_attempt(true, Some(200), Duration::ZERO);
+        metrics.webhook_endpoint_disabled("gone");
         metrics.upkeep();
         let text = metrics.render();
         for metric in ALL {

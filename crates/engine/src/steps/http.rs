@@ -13,6 +13,7 @@ use switchboard_project::{HttpBody, HttpStep};
 use switchboard_telemetry::{TraceContext, otel};
 
 use super::{StepContext, StepError, StepOutcome};
+use crate::error_chain;
 
 pub(crate) async fn run(step: &HttpStep, context: &StepContext<'_>) -> StepOutcome {
     let request = match Request::build(step, context) {
@@ -235,16 +236,4 @@ fn classify(error: &reqwest::Error, step: &HttpStep) -> StepError {
     } else {
         StepError::Transport(error_chain(error))
     }
-}
-
-/// The error with its causes, which reqwest keeps in its source chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

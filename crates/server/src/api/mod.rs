@@ -5,10 +5,12 @@
 //! - `executions`: listing and reading executions, and an operator's retry, replay and
 //!   cancel of one.
 //! - `alerts`: alert rules and their state.
+//! - `webhooks`: outbound endpoints, messages, attempts, resends and recovers.
 
 mod alerts;
 mod executions;
 mod integrations;
+mod webhooks;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -32,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(integrations::routes())
         .merge(executions::routes())
         .merge(alerts::routes())
+        .merge(webhooks::routes())
 }
 
 /// The answer of the health routes.

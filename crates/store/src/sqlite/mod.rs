@@ -3,6 +3,7 @@
 mod alerts;
 mod control;
 mod flow_control;
+mod outbound;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("schema_6.sql")),
     (7, include_str!("schema_7.sql")),
     (8, include_str!("schema_8.sql")),
+    (9, include_str!("schema_9.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -786,9 +788,39 @@ impl Store for SqliteStore {
                            SELECT rowid FROM dedupe_keys WHERE expires_at <= ?1 LIMIT ?2)",
                     )?
                     .execute(params![now.millis(), limit])?;
+                // Deliveries and attempts go with their executions; a message goes once
+                // it has no delivery left and is past retention itself.
+                connection
+                    .prepare_cached(
+                        "DELETE FROM deliveries WHERE execution_id IN (
+                           SELECT d.execution_id FROM deliveries d
+                            WHERE d.created_at < ?1
+                              AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = d.execution_id)
+                            LIMIT ?2)",
+                    )?
+                    .execute(params![ended_before.millis(), limit])?;
+                connection
+                    .prepare_cached(
+                        "DELETE FROM delivery_attempts WHERE id IN (
+                           SELECT a.id FROM delivery_attempts a
+                            WHERE a.at < ?1
+                              AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = a.execution_id)
+                            LIMIT ?2)",
+                    )?
+                    .execute(params![ended_before.millis(), limit])?;
+                let messages = connection
+                    .prepare_cached(
+                        "DELETE FROM messages WHERE seq IN (
+                           SELECT m.seq FROM messages m
+                            WHERE m.created_at < ?1
+                              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)
+                            LIMIT ?2)",
+                    )?
+                    .execute(params![ended_before.millis(), limit])?;
                 Ok(Pruned {
                     executions: executions as u64,
                     dedupe_keys: dedupe_keys as u64,
+                    messages: messages as u64,
                 })
             })
             .await

@@ -13,6 +13,7 @@ mod hooks;
 mod openapi;
 #[cfg(feature = "otel")]
 mod otel;
+mod outbound;
 mod retries;
 mod support;
 mod telemetry;

@@ -170,7 +170,10 @@ async fn schemathesis_finds_nothing_against_a_running_server() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202, "an execution to look at");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml");
     let output = tokio::process::Command::new(schemathesis)
+        .arg("--config-file")
+        .arg(config)
         .args(["run", &format!("{}/openapi.json", server.base)])
         .args(["--checks", "all", "--max-examples", "60", "--workers", "1"])
         .args(["--seed", "20261123", "--request-timeout", "10"])

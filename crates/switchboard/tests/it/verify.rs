@@ -178,3 +178,82 @@ async fn a_generic_hmac_checks_its_header() {
     );
     server.stop().await;
 }
+
+const HANDSHAKES: &str = r#"
+name: handshakes
+flows:
+  slack-events:
+    trigger:
+      webhook:
+        challenge: slack
+        verify: { scheme: slack, secret: "slack-signing-secret" }
+    steps:
+      - id: echo
+        transform: .
+  dropbox:
+    trigger:
+      webhook:
+        methods: [GET, POST]
+        challenge: '$trigger.query.challenge'
+    steps:
+      - id: echo
+        transform: .
+"#;
+
+#[tokio::test]
+async fn handshakes_are_answered_by_the_challenge_and_start_nothing() {
+    let server = TestServer::start(HANDSHAKES).await;
+    let response = server
+        .client
+        .post(server.url("/hooks/handshakes/slack-events"))
+        .json(&json!({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer,
+        json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    // Anything else to the Slack flow still needs its signature.
+    let (status, refused) = server
+        .post_hook(
+            "/hooks/handshakes/slack-events",
+            &json!({"type": "event_callback"}),
+        )
+        .await;
+    assert_eq!(status, 401, "{refused}");
+
+    let response = server
+        .client
+        .get(server.url("/hooks/handshakes/dropbox?challenge=abc123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(response.text().await.unwrap(), "abc123");
+    let (_, executions) = server.get_json("/api/v1/executions").await;
+    assert_eq!(executions["items"], json!([]), "a handshake starts nothing");
+
+    let (status, accepted) = server
+        .post_hook("/hooks/handshakes/dropbox", &json!({"list_folder": {}}))
+        .await;
+    assert_eq!(
+        status, 202,
+        "a request that is no handshake runs: {accepted}"
+    );
+    let metrics = server.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"flow="slack-events",integration="handshakes",outcome="handshake"} 1"#)
+            || metrics.contains(r#"outcome="handshake""#),
+        "{metrics}"
+    );
+    server.stop().await;
+}
