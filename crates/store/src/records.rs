@@ -433,6 +433,20 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` items read: an extra item only says that a next page
+    /// exists, which starts after the `cursor` of the last item kept.
+    pub fn overfetched(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items, next_cursor }
+    }
+}
+
 /// The executions of one flow that wait for a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedFlow {

@@ -682,13 +682,7 @@ impl Store for SqliteStore {
                 while let Some(row) = rows.next()? {
                     items.push(summary_from_row(row)?);
                 }
-                let next_cursor = if items.len() > limit {
-                    items.truncate(limit);
-                    items.last().map(|item| item.id.to_string())
-                } else {
-                    None
-                };
-                Ok(Page { items, next_cursor })
+                Ok(Page::overfetched(items, limit, |item| item.id.to_string()))
             })
             .await
     }

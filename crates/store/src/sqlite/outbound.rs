@@ -347,14 +347,8 @@ impl OutboundStore for SqliteStore {
                 } else {
                     format!("WHERE {}", conditions.join(" AND "))
                 };
-                let mut items = endpoints_where(connection, &condition, values, limit + 1)?;
-                let next_cursor = if items.len() > limit {
-                    items.truncate(limit);
-                    items.last().map(|item| item.id.to_string())
-                } else {
-                    None
-                };
-                Ok(Page { items, next_cursor })
+                let items = endpoints_where(connection, &condition, values, limit + 1)?;
+                Ok(Page::overfetched(items, limit, |item| item.id.to_string()))
             })
             .await
     }
@@ -591,13 +585,7 @@ impl OutboundStore for SqliteStore {
                 while let Some(row) = rows.next()? {
                     items.push(attempt_from_row(row)?);
                 }
-                let next_cursor = if items.len() > limit {
-                    items.truncate(limit);
-                    items.last().map(|item| item.id.to_string())
-                } else {
-                    None
-                };
-                Ok(Page { items, next_cursor })
+                Ok(Page::overfetched(items, limit, |item| item.id.to_string()))
             })
             .await
     }
