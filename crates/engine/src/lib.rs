@@ -110,6 +110,8 @@ pub struct Engine {
     http: reqwest::Client,
     /// The client of outbound webhook deliveries, behind the address guard.
     webhooks_http: reqwest::Client,
+    /// The address guard of deliveries, the resolver of `webhooks_http`.
+    webhooks_guard: outbound::AddressGuard,
     /// Compiled endpoint filters.
     filters: outbound::Filters,
     metrics: Arc<Metrics>,
@@ -133,13 +135,15 @@ impl Engine {
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let webhooks_http = config.outbound.client()?;
+        let webhooks_guard = config.outbound.guard();
+        let webhooks_http = config.outbound.client(webhooks_guard.clone())?;
         Ok(Arc::new(Self {
             store,
             project,
             secrets,
             http,
             webhooks_http,
+            webhooks_guard,
             filters: outbound::Filters::default(),
             metrics,
             config,

@@ -211,6 +211,13 @@ impl AttemptStatus {
             Self::Failed => "failed",
         }
     }
+
+    /// The status of that name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
 }
 
 /// One HTTP exchange with an endpoint.

@@ -355,7 +355,7 @@ impl DeliveryRun<'_> {
             Ok(url) => url,
             Err(error) => return failed("invalid_url", error.to_string()),
         };
-        if let Err(error) = self.engine.config.outbound.guard().check_url(&url) {
+        if let Err(error) = self.engine.webhooks_guard.check_url(&url) {
             return failed("forbidden_address", error.to_string());
         }
         let mut request = self.engine.webhooks_http.post(url);

@@ -73,16 +73,15 @@ impl Default for OutboundConfig {
 }
 
 impl OutboundConfig {
-    /// The HTTP client of deliveries: no redirects, no proxies, the address guard as its
-    /// resolver.
-    pub(crate) fn client(&self) -> reqwest::Result<reqwest::Client> {
+    /// The HTTP client of deliveries: no redirects, no proxies, `guard` as its resolver.
+    pub(crate) fn client(&self, guard: AddressGuard) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(self.connect_timeout)
             .timeout(self.timeout)
-            .dns_resolver(self.guard())
+            .dns_resolver(guard)
             .build()
     }
 

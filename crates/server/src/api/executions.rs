@@ -14,10 +14,6 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 
-/// The default and the largest page size.
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
-
 /// The execution routes.
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,7 +35,7 @@ impl ExecutionQuery {
     fn parse(query: &str) -> Result<Self, ApiError> {
         let mut parsed = Self {
             filter: ExecutionFilter::default(),
-            limit: DEFAULT_LIMIT,
+            limit: super::DEFAULT_LIMIT,
             cursor: None,
         };
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -61,16 +57,7 @@ impl ExecutionQuery {
                     parsed.filter.status = Some(status);
                 }
                 "limit" => {
-                    parsed.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                        .ok_or_else(|| {
-                            ApiError::invalid_query(
-                                "limit",
-                                format!("`{value}` is not a whole number from 1 to {MAX_LIMIT}"),
-                            )
-                        })?;
+                    parsed.limit = super::page_limit(&value)?;
                 }
                 "cursor" => {
                     let cursor = value.parse().map_err(|_| {

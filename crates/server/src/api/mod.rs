@@ -26,6 +26,26 @@ pub use alerts::AlertView;
 pub use executions::Replayed;
 pub use integrations::{ConfigView, FlowView, IntegrationView, StepView, TriggerView};
 
+/// The page size of a list when the query gives none.
+const DEFAULT_LIMIT: usize = 50;
+
+/// The largest page size a list takes.
+const MAX_LIMIT: usize = 500;
+
+/// A list's `limit` parameter: a whole number from 1 to [`MAX_LIMIT`].
+fn page_limit(value: &str) -> Result<usize, crate::error::ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+        .ok_or_else(|| {
+            crate::error::ApiError::invalid_query(
+                "limit",
+                format!("`{value}` is not a whole number from 1 to {MAX_LIMIT}"),
+            )
+        })
+}
+
 /// The API and health routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

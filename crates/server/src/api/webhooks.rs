@@ -26,10 +26,6 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::JobView;
 
-/// The default and the largest page size.
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
-
 /// The outbound webhook routes.
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -126,7 +122,7 @@ struct ListQuery {
 impl ListQuery {
     fn parse(query: Option<&str>, filters: &[&'static str]) -> Result<Self, ApiError> {
         let mut parsed = Self {
-            limit: DEFAULT_LIMIT,
+            limit: super::DEFAULT_LIMIT,
             cursor: None,
             filters: HashMap::new(),
         };
@@ -134,16 +130,7 @@ impl ListQuery {
             let value = value.into_owned();
             match name.as_ref() {
                 "limit" => {
-                    parsed.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                        .ok_or_else(|| {
-                            ApiError::invalid_query(
-                                "limit",
-                                format!("`{value}` is not a whole number from 1 to {MAX_LIMIT}"),
-                            )
-                        })?;
+                    parsed.limit = super::page_limit(&value)?;
                 }
                 "cursor" => parsed.cursor = Some(value),
                 other => match filters.iter().find(|filter| **filter == other) {
@@ -422,17 +409,18 @@ async fn endpoint_attempts(
 ) -> Result<axum::Json<Page<Attempt>>, ApiError> {
     let id = endpoint_id(&id)?;
     let query = ListQuery::parse(query.as_deref(), &["status"])?;
-    let status = match query.filters.get("status").map(String::as_str) {
-        None => None,
-        Some("succeeded") => Some(AttemptStatus::Succeeded),
-        Some("failed") => Some(AttemptStatus::Failed),
-        Some(other) => {
-            return Err(ApiError::invalid_query(
-                "status",
-                format!("`{other}` is not an attempt status; use succeeded or failed"),
-            ));
-        }
-    };
+    let status = query
+        .filters
+        .get("status")
+        .map(|status| {
+            AttemptStatus::parse(status).ok_or_else(|| {
+                ApiError::invalid_query(
+                    "status",
+                    format!("`{status}` is not an attempt status; use succeeded or failed"),
+                )
+            })
+        })
+        .transpose()?;
     let store = state.engine.store();
     if store.endpoint(&id).await.map_err(store_error)?.is_none() {
         return Err(ApiError::not_found(format!("there is no endpoint `{id}`")));

@@ -54,6 +54,30 @@ fn endpoint_from_row(row: &Row<'_>) -> Result<Endpoint, StoreError> {
     })
 }
 
+/// An endpoint's id and settings as the values of the columns `id` to `tenant`, in
+/// table order (`?1` to `?12` of the insert and the update).
+fn endpoint_row(id: &EndpointId, settings: &EndpointSettings) -> Result<Vec<SqlValue>, StoreError> {
+    Ok(vec![
+        id.to_string().into(),
+        settings.url.clone().into(),
+        settings.description.clone().into(),
+        serde_json::to_string(&settings.event_types)?.into(),
+        settings.filter.clone().into(),
+        serde_json::to_string(&settings.headers)?.into(),
+        settings.rate_limit.into(),
+        settings.ordering.as_str().to_owned().into(),
+        settings
+            .retry_schedule
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?
+            .into(),
+        settings.disabled.into(),
+        serde_json::to_string(&settings.metadata)?.into(),
+        settings.tenant.clone().into(),
+    ])
+}
+
 fn endpoint(connection: &Connection, id: &str) -> Result<Option<Endpoint>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?1"
@@ -198,10 +222,10 @@ fn attempt_from_row(row: &Row<'_>) -> Result<Attempt, StoreError> {
         attempt: as_u32(row.get(4)?),
         url: row.get(5)?,
         at: Timestamp(row.get(6)?),
-        status: if row.get::<_, String>(7)? == "succeeded" {
-            AttemptStatus::Succeeded
-        } else {
-            AttemptStatus::Failed
+        status: {
+            let status: String = row.get(7)?;
+            AttemptStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown attempt status `{status}`")))?
         },
         response_status: row
             .get::<_, Option<i64>>(8)?
@@ -253,14 +277,15 @@ fn record_attempt(
     let reason = match verdict {
         EndpointVerdict::Disable => Some(String::from("the endpoint answered 410 Gone")),
         EndpointVerdict::Track { disable_after } => {
-            let since: Option<Option<i64>> = connection
-                .prepare_cached("SELECT failing_since FROM endpoints WHERE id = ?1")?
-                .query_row([id], |row| row.get(0))
+            // The streak starts at this attempt unless it already runs.
+            let since: Option<i64> = connection
+                .prepare_cached(
+                    "UPDATE endpoints SET failing_since = COALESCE(failing_since, ?2) WHERE id = ?1
+                     RETURNING failing_since",
+                )?
+                .query_row(params![id, at], |row| row.get(0))
                 .optional()?;
-            let since = since.flatten().unwrap_or(at);
-            connection
-                .prepare_cached("UPDATE endpoints SET failing_since = ?2 WHERE id = ?1")?
-                .execute(params![id, since])?;
+            let since = since.unwrap_or(at);
             let limit = i64::try_from(disable_after.as_millis()).unwrap_or(i64::MAX);
             (at - since >= limit).then(|| {
                 format!(
@@ -296,22 +321,11 @@ impl OutboundStore for SqliteStore {
                             ordering, retry_schedule, disabled, metadata, tenant, secret, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
                     )?
-                    .execute(params![
-                        endpoint.id.as_str(),
-                        settings.url,
-                        settings.description,
-                        serde_json::to_string(&settings.event_types)?,
-                        settings.filter,
-                        serde_json::to_string(&settings.headers)?,
-                        settings.rate_limit,
-                        settings.ordering.as_str(),
-                        settings.retry_schedule.as_ref().map(serde_json::to_string).transpose()?,
-                        settings.disabled,
-                        serde_json::to_string(&settings.metadata)?,
-                        settings.tenant,
-                        secret,
-                        endpoint.created_at.millis(),
-                    ])?;
+                    .execute(params_from_iter(
+                        endpoint_row(&endpoint.id, settings)?
+                            .into_iter()
+                            .chain([secret.into(), endpoint.created_at.millis().into()]),
+                    ))?;
                 Ok(())
             })
             .await
@@ -390,21 +404,11 @@ impl OutboundStore for SqliteStore {
                             failing_since = CASE WHEN ?10 OR disabled = 0 THEN failing_since END
                           WHERE id = ?1",
                     )?
-                    .execute(params![
-                        id.as_str(),
-                        settings.url,
-                        settings.description,
-                        serde_json::to_string(&settings.event_types)?,
-                        settings.filter,
-                        serde_json::to_string(&settings.headers)?,
-                        settings.rate_limit,
-                        settings.ordering.as_str(),
-                        settings.retry_schedule.as_ref().map(serde_json::to_string).transpose()?,
-                        settings.disabled,
-                        serde_json::to_string(&settings.metadata)?,
-                        settings.tenant,
-                        now.millis(),
-                    ])?;
+                    .execute(params_from_iter(
+                        endpoint_row(&id, &settings)?
+                            .into_iter()
+                            .chain([now.millis().into()]),
+                    ))?;
                 if changed == 0 {
                     return Ok(None);
                 }
@@ -518,22 +522,14 @@ impl OutboundStore for SqliteStore {
                     cursor,
                     i64::try_from(limit + 1).unwrap_or(i64::MAX)
                 ])?;
-                let mut items = Vec::new();
-                let mut last = None;
+                let mut read = Vec::new();
                 while let Some(row) = rows.next()? {
-                    if items.len() == limit {
-                        return Ok(Page {
-                            items,
-                            next_cursor: last.map(|seq: i64| seq.to_string()),
-                        });
-                    }
-                    let (seq, message) = message_from_row(row)?;
-                    last = Some(seq);
-                    items.push(message);
+                    read.push(message_from_row(row)?);
                 }
+                let page = Page::overfetched(read, limit, |(seq, _)| seq.to_string());
                 Ok(Page {
-                    items,
-                    next_cursor: None,
+                    items: page.items.into_iter().map(|(_, message)| message).collect(),
+                    next_cursor: page.next_cursor,
                 })
             })
             .await
