@@ -50,7 +50,11 @@ async fn a_failed_execution_is_retried_from_its_failed_step() {
     *receiver.status.lock().unwrap() = 200;
     let (status, queued) = post(&server, &format!("/api/v1/executions/{id}/retry")).await;
     assert_eq!(status, 202, "{queued}");
-    assert_eq!(queued["status"], "queued");
+    // The answer reads the execution after the retry; a worker may already hold it.
+    assert!(
+        matches!(queued["status"].as_str(), Some("queued" | "running")),
+        "{queued}"
+    );
     assert_eq!(queued.get("error"), None, "the old error is cleared");
     let done = server.finished_execution(id).await;
     assert_eq!(done["status"], "succeeded");
