@@ -132,6 +132,13 @@ prefixed_id!(
 );
 
 prefixed_id!(
+    /// Names one event on the built-in bus, when its publisher gave it no id of its own.
+    EventId,
+    "evt_",
+    "event"
+);
+
+prefixed_id!(
     /// Names one lease of an execution; a write that carries a stale token is refused.
     LeaseToken,
     "lease_",

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod secret;
 pub mod size;
 pub mod time;
+pub mod topic;
 
 pub use duration::HumanDuration;
 pub use ids::{ExecutionId, IdError};

@@ -1,11 +1,17 @@
-//! One execution: its steps in order, checkpointed.
+//! One execution: its steps in order, each checkpointed as it finishes.
 
+mod blocks;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_core::{HumanDuration, Timestamp};
 use switchboard_expr::Scope;
-use switchboard_project::Flow;
+use switchboard_project::{Flow, Step, StepKind};
+use switchboard_store::bus::{NewEvent, StateChange};
 use switchboard_store::{
     Checkpoint, Checkpointed, End, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel,
     LogRecord, NewExecution, StepRecord, StepStatus, StoreError,
@@ -15,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Engine;
-use crate::steps::{self, StepContext, StepError};
+use crate::steps::{self, StepContext, StepError, StepOutcome};
 
 /// Runs a leased execution to its end, or until its lease is lost or `stop` (an
 /// operator's cancel) fires.
@@ -40,9 +46,9 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
     span.record("trace_id", trace.trace_id());
     async {
         let _running = engine.metrics.execution_started(&leased.integration, &leased.flow, trigger);
-        let mut run = ExecutionRun::new(engine, &leased, trigger, trace, stop);
+        let run = ExecutionRun::new(engine, &leased, trigger, trace, stop);
         let result = match flow {
-            Some(flow) => run.steps(&flow).await,
+            Some(flow) => run.flow(&flow).await,
             None => Err(RunError::Failed(ErrorRecord {
                 code: String::from("flow_not_found"),
                 message: format!("the project has no flow `{}` in integration `{}`", leased.flow, leased.integration),
@@ -59,6 +65,10 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
                 tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), next_attempt_at = %at, "Step failed; it will be tried again.");
                 Some(End::Retry { at, error })
             }
+            Err(RunError::Sleep { at }) => {
+                tracing::info!(resumes_at = %at, "Execution sleeps.");
+                Some(End::Wait { at })
+            }
             // The store ends the execution `cancelled` at this checkpoint.
             Err(RunError::CancelRequested) => None,
             Err(RunError::Cancelled) => {
@@ -74,7 +84,7 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
             Some(End::Finished(finish)) => Some(finish.status.as_str()),
             _ => None,
         };
-        match run.checkpoint(end).await {
+        match run.write(end).await {
             Ok(Checkpointed::Cancelled) => run.cancelled(),
             Ok(Checkpointed::Saved) => {
                 if let Some(outcome) = outcome {
@@ -100,6 +110,7 @@ fn inbound_trace(leased: &LeasedExecution) -> Option<TraceContext> {
 }
 
 /// Why a run stopped before its end.
+#[derive(Debug)]
 enum RunError {
     /// A step failed: the execution fails.
     Failed(ErrorRecord),
@@ -110,6 +121,11 @@ enum RunError {
         /// The failure.
         error: ErrorRecord,
     },
+    /// A `sleep` step waits: the execution resumes at `at`.
+    Sleep {
+        /// When.
+        at: Timestamp,
+    },
     /// The store refused a checkpoint: the execution is someone else's now, or will be.
     Lost(StoreError),
     /// An operator cancelled the execution here: the running step was stopped.
@@ -118,19 +134,79 @@ enum RunError {
     Cancelled,
 }
 
-/// The state of one execution while it runs.
+impl RunError {
+    /// Of two ways branches running side by side stopped, the one the execution
+    /// stops by: losing the lease, then a cancel, then a failure; two waits become
+    /// the earlier one (a retry taking precedence over a sleep).
+    fn worse(self, other: Self) -> Self {
+        fn rank(error: &RunError) -> u8 {
+            match error {
+                RunError::Lost(_) => 5,
+                RunError::Cancelled => 4,
+                RunError::CancelRequested => 3,
+                RunError::Failed(_) => 2,
+                RunError::Retry { .. } => 1,
+                RunError::Sleep { .. } => 0,
+            }
+        }
+        match (self, other) {
+            (Self::Retry { at, error }, Self::Retry { at: other, .. })
+            | (Self::Retry { at, error }, Self::Sleep { at: other })
+            | (Self::Sleep { at: other }, Self::Retry { at, error }) => Self::Retry {
+                at: at.min(other),
+                error,
+            },
+            (Self::Sleep { at }, Self::Sleep { at: other }) => Self::Sleep { at: at.min(other) },
+            (first, second) => {
+                if rank(&second) > rank(&first) {
+                    second
+                } else {
+                    first
+                }
+            }
+        }
+    }
+}
+
+/// What the run has done and not yet written.
+#[derive(Default)]
+struct Pending {
+    steps: Vec<StepRecord>,
+    logs: Vec<LogRecord>,
+    events: Vec<NewEvent>,
+    state: Vec<StateChange>,
+    next_step_seq: u32,
+    next_log_seq: u32,
+}
+
+/// Where a list of steps runs: the prefix of its records' ids (`lines[3].` inside the
+/// fourth item of the `for_each` step `lines`) and the values its expressions read.
+#[derive(Clone)]
+struct Frame {
+    prefix: String,
+    scope: Scope,
+}
+
+/// A finished step of an earlier lease, found again on resume.
+struct Done {
+    status: StepStatus,
+    output: Value,
+}
+
+/// The state of one execution while it runs. Branches of `parallel` and items of
+/// `for_each` run side by side in the execution's task and share it.
 struct ExecutionRun<'a> {
     engine: &'a Engine,
     leased: &'a LeasedExecution,
     /// The flow's trigger kind, for metrics.
     trigger: &'static str,
-    scope: Scope,
     trace: TraceContext,
     stop: CancellationToken,
-    pending_steps: Vec<StepRecord>,
-    pending_logs: Vec<LogRecord>,
-    next_step_seq: u32,
-    next_log_seq: u32,
+    /// The steps finished in earlier leases, by record id.
+    done: HashMap<String, Done>,
+    /// The execution's timeout and the time it runs out.
+    deadline: Option<(Duration, Timestamp)>,
+    pending: Mutex<Pending>,
 }
 
 impl<'a> ExecutionRun<'a> {
@@ -141,216 +217,412 @@ impl<'a> ExecutionRun<'a> {
         trace: TraceContext,
         stop: CancellationToken,
     ) -> Self {
-        let config = engine
+        let done = leased
+            .finished_steps
+            .iter()
+            .map(|step| {
+                let output = step.output.clone().unwrap_or(Value::Null);
+                (
+                    step.step_id.clone(),
+                    Done {
+                        status: step.status,
+                        output,
+                    },
+                )
+            })
+            .collect();
+        let deadline = engine
             .project
-            .integrations
-            .get(&leased.integration)
-            .map_or(Value::Null, |integration| integration.config_values());
+            .flow(&leased.integration, &leased.flow)
+            .and_then(|flow| flow.timeout)
+            .map(|timeout| (timeout, leased.created_at.after(timeout)));
+        Self {
+            engine,
+            leased,
+            trigger,
+            trace,
+            stop,
+            done,
+            deadline,
+            pending: Mutex::new(Pending {
+                next_step_seq: leased.next_step_seq,
+                next_log_seq: leased.next_log_seq,
+                ..Pending::default()
+            }),
+        }
+    }
+
+    /// The scope of the flow's top-level steps.
+    fn root_frame(&self) -> Frame {
+        let leased = self.leased;
         let execution = json!({
             "id": leased.id.as_str(),
             "integration": leased.integration,
             "flow": leased.flow,
             "attempt": leased.attempt,
         });
-        let mut scope = Scope::new(
-            &leased.input,
-            &leased.trigger,
-            &config,
-            &engine.secrets.to_json(),
-            &execution,
-        );
-        for step in &leased.finished_steps {
-            scope.set_step(&step.step_id, step.output.as_ref().unwrap_or(&Value::Null));
-        }
-        Self {
-            engine,
-            leased,
-            trigger,
-            scope,
-            trace,
-            stop,
-            pending_steps: Vec::new(),
-            pending_logs: Vec::new(),
-            next_step_seq: leased.next_step_seq,
-            next_log_seq: leased.next_log_seq,
+        Frame {
+            prefix: String::new(),
+            scope: self.engine.scope(
+                &leased.integration,
+                &leased.input,
+                &leased.trigger,
+                &execution,
+            ),
         }
     }
 
-    async fn steps(&mut self, flow: &Flow) -> Result<(), RunError> {
-        let deadline = flow
-            .timeout
-            .map(|timeout| (timeout, self.leased.created_at.after(timeout)));
-        for step in &flow.steps {
-            if self.scope.has_step(&step.id) {
-                continue;
+    async fn flow(&self, flow: &Flow) -> Result<(), RunError> {
+        let mut frame = self.root_frame();
+        self.steps(flow, &flow.steps, &mut frame).await.map(drop)
+    }
+
+    /// Runs a list of steps in `frame`; returns the output of the last one that ran.
+    fn steps<'s>(
+        &'s self,
+        flow: &'s Flow,
+        steps: &'s [Step],
+        frame: &'s mut Frame,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, RunError>> + Send + 's>> {
+        Box::pin(async move {
+            let mut last = Value::Null;
+            for step in steps {
+                if let Some(output) = self.step(flow, step, frame).await? {
+                    last = output;
+                }
             }
-            let remaining = deadline.map(|(_, at)| at.duration_since(Timestamp::now()));
-            let timed_out = |timeout: Duration| {
-                RunError::Failed(ErrorRecord {
-                    code: String::from("execution_timeout"),
-                    message: format!(
-                        "the execution did not finish within its timeout of {}",
-                        HumanDuration(timeout)
-                    ),
-                    step: Some(step.id.clone()),
-                })
-            };
-            if let (Some((timeout, _)), Some(Duration::ZERO)) = (deadline, remaining) {
-                return Err(timed_out(timeout));
-            }
-            let context = StepContext {
-                execution: &self.leased.id,
-                integration: &self.leased.integration,
-                flow: &self.leased.flow,
-                step: &step.id,
-                scope: &self.scope,
-                limits: &self.engine.config.expression_limits,
-                http: &self.engine.http,
-                max_response_body: self.engine.config.max_response_body,
-                metrics: &self.engine.metrics,
-                trace: &self.trace,
-            };
-            let kind = step.kind.name();
-            let attempt = self
-                .leased
-                .failed_attempts
-                .get(&step.id)
-                .copied()
-                .unwrap_or(0)
-                + 1;
+            Ok(last)
+        })
+    }
+
+    /// Runs one step; `None` when it was skipped.
+    async fn step(
+        &self,
+        flow: &Flow,
+        step: &Step,
+        frame: &mut Frame,
+    ) -> Result<Option<Value>, RunError> {
+        let record_id = format!("{}{}", frame.prefix, step.id);
+        let done = self.done.get(&record_id);
+        if done.is_some_and(|done| done.status == StepStatus::Skipped) {
+            return Ok(None);
+        }
+        if done.is_none()
+            && let Some(when) = &step.when
+        {
             let started_at = Timestamp::now();
-            let started = Instant::now();
-            let running = steps::run(&step.kind, &context)
-                .instrument(tracing::info_span!("step", step = %step.id, kind));
-            let out_of_time = async {
-                match remaining {
-                    Some(remaining) => tokio::time::sleep(remaining).await,
-                    None => std::future::pending().await,
+            match when.eval_one(&frame.scope, &self.engine.config.expression_limits) {
+                Ok(Value::Null | Value::Bool(false)) => {
+                    let input = json!({"when": when.source()});
+                    self.record(
+                        step,
+                        &record_id,
+                        StepStatus::Skipped,
+                        input,
+                        None,
+                        None,
+                        started_at,
+                        1,
+                    );
+                    self.checkpoint(None).await?;
+                    return Ok(None);
                 }
-            };
-            let outcome = tokio::select! {
-                outcome = running => outcome,
-                () = self.stop.cancelled() => {
-                    self.log(LogLevel::Warn, Some(&step.id), String::from("stopped: the execution was cancelled"));
-                    return Err(RunError::CancelRequested);
+                Ok(_) => {}
+                Err(source) => {
+                    let error = StepError::Expression {
+                        what: "when",
+                        source,
+                    };
+                    return Err(self.failed(
+                        step,
+                        &record_id,
+                        json!({"when": when.source()}),
+                        &error,
+                        started_at,
+                    ));
                 }
-                () = out_of_time => {
-                    let timeout = deadline.map_or(Duration::ZERO, |(timeout, _)| timeout);
-                    self.log(LogLevel::Error, Some(&step.id), format!("stopped: the execution's timeout of {} is over", HumanDuration(timeout)));
-                    return Err(timed_out(timeout));
-                }
-            };
-            let finished_at = Timestamp::now();
-            for (level, message) in outcome.logs {
-                tracing::info!(step = %step.id, "{}", self.engine.secrets.redact(&message));
-                self.log(level, Some(&step.id), message);
             }
-            let failure = outcome
-                .result
-                .as_ref()
-                .err()
-                .map(|error| step_error(&step.id, error));
-            let (status, output) = match &outcome.result {
-                Ok(output) => (StepStatus::Succeeded, Some(output.clone())),
-                Err(_) => (
-                    StepStatus::Failed,
-                    outcome.response.as_ref().map(truncated_answer),
-                ),
-            };
-            self.engine.metrics.step_finished(
-                &self.leased.integration,
-                &self.leased.flow,
-                kind,
-                status.as_str(),
-                started.elapsed(),
-            );
-            self.record_step(StepRecord {
-                seq: 0,
-                step_id: step.id.clone(),
-                kind: kind.to_owned(),
-                status,
-                attempt,
-                input: outcome.input,
-                output,
-                error: failure.clone(),
-                started_at,
-                finished_at,
-                duration_ms: finished_at.millis() - started_at.millis(),
-            });
-            if let Some(error) = failure {
-                let policy = flow.retry_policy(step);
-                let retryable = outcome.result.as_ref().is_err_and(StepError::is_retryable);
-                if retryable && attempt < policy.attempts {
-                    let wait = retry_after(outcome.response.as_ref(), policy.max)
-                        .unwrap_or_else(|| policy.delay(attempt, random_unit()));
-                    self.log(
-                        LogLevel::Warn,
-                        Some(&step.id),
-                        format!(
-                            "attempt {attempt} of {} failed: {}; next attempt in {}",
-                            policy.attempts,
-                            error.message,
-                            HumanDuration(wait)
-                        ),
-                    );
-                    self.engine.metrics.retry_scheduled(
-                        &self.leased.integration,
-                        &self.leased.flow,
-                        kind,
-                    );
-                    let at = Timestamp::now().after(wait);
-                    if let Some((timeout, deadline)) = deadline
-                        && at >= deadline
-                    {
-                        return Err(timed_out(timeout));
-                    }
-                    return Err(RunError::Retry { at, error });
+        }
+        match &step.kind {
+            StepKind::If(block) => self
+                .if_step(flow, step, &record_id, block, frame)
+                .await
+                .map(Some),
+            StepKind::Switch(block) => self
+                .switch_step(flow, step, &record_id, block, frame)
+                .await
+                .map(Some),
+            StepKind::Parallel(branches) => self
+                .parallel(flow, step, &record_id, branches, frame)
+                .await
+                .map(Some),
+            StepKind::ForEach(block) => {
+                if let Some(done) = done {
+                    frame.scope.set_step(&step.id, &done.output);
+                    return Ok(Some(done.output.clone()));
                 }
-                let message = if retryable {
-                    format!(
-                        "{} (attempt {attempt} of {}, the last)",
-                        error.message, policy.attempts
-                    )
-                } else {
-                    error.message.clone()
+                self.for_each(flow, step, &record_id, block, frame)
+                    .await
+                    .map(Some)
+            }
+            StepKind::Sleep(sleep) => {
+                let until = match done {
+                    Some(done) => done.output["until"]
+                        .as_str()
+                        .and_then(Timestamp::parse_rfc3339),
+                    None => Some(self.start_sleep(step, &record_id, sleep, frame)?),
                 };
-                self.log(LogLevel::Error, Some(&step.id), message);
-                return Err(RunError::Failed(error));
+                if let Some(until) = until
+                    && until > Timestamp::now()
+                {
+                    return Err(RunError::Sleep { at: until });
+                }
+                let output = done.map_or(Value::Null, |done| done.output.clone());
+                frame.scope.set_step(&step.id, &output);
+                Ok(Some(output))
             }
-            if let Ok(output) = outcome.result {
-                self.scope.set_step(&step.id, &output);
-            }
-            // Each finished step is committed before the next starts.
-            if self.checkpoint(None).await.map_err(RunError::Lost)? == Checkpointed::Cancelled {
-                return Err(RunError::Cancelled);
+            _ => {
+                if let Some(done) = done {
+                    frame.scope.set_step(&step.id, &done.output);
+                    return Ok(Some(done.output.clone()));
+                }
+                let output = self.leaf(flow, step, &record_id, &frame.scope).await?;
+                frame.scope.set_step(&step.id, &output);
+                Ok(Some(output))
             }
         }
-        Ok(())
     }
 
-    fn record_step(&mut self, mut record: StepRecord) {
+    /// Runs a step that does one thing, with its retries, and checkpoints it.
+    async fn leaf(
+        &self,
+        flow: &Flow,
+        step: &Step,
+        record_id: &str,
+        scope: &Scope,
+    ) -> Result<Value, RunError> {
+        let remaining = self
+            .deadline
+            .map(|(_, at)| at.duration_since(Timestamp::now()));
+        if let (Some((timeout, _)), Some(Duration::ZERO)) = (self.deadline, remaining) {
+            return Err(timed_out(&step.id, timeout));
+        }
+        let context = StepContext {
+            execution: &self.leased.id,
+            integration: &self.leased.integration,
+            flow: &self.leased.flow,
+            step: record_id,
+            scope,
+            limits: &self.engine.config.expression_limits,
+            http: &self.engine.http,
+            max_response_body: self.engine.config.max_response_body,
+            metrics: &self.engine.metrics,
+            trace: &self.trace,
+            store: self.engine.store.as_ref(),
+        };
+        let kind = step.kind.name();
+        let attempt = self
+            .leased
+            .failed_attempts
+            .get(record_id)
+            .copied()
+            .unwrap_or(0)
+            + 1;
+        let started_at = Timestamp::now();
+        let started = Instant::now();
+        let running = async {
+            match steps::run(&step.kind, &context).await {
+                Some(outcome) => outcome,
+                None => StepOutcome::new(
+                    Value::Null,
+                    Err(StepError::Invalid(format!(
+                        "`{kind}` is not a step that runs by itself"
+                    ))),
+                ),
+            }
+        }
+        .instrument(tracing::info_span!("step", step = %record_id, kind));
+        let out_of_time = async {
+            match remaining {
+                Some(remaining) => tokio::time::sleep(remaining).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = running => outcome,
+            () = self.stop.cancelled() => {
+                self.log(LogLevel::Warn, Some(record_id), String::from("stopped: the execution was cancelled"));
+                return Err(RunError::CancelRequested);
+            }
+            () = out_of_time => {
+                let timeout = self.deadline.map_or(Duration::ZERO, |(timeout, _)| timeout);
+                self.log(LogLevel::Error, Some(record_id), format!("stopped: the execution's timeout of {} is over", HumanDuration(timeout)));
+                return Err(timed_out(&step.id, timeout));
+            }
+        };
+        for (level, message) in &outcome.logs {
+            tracing::info!(step = %record_id, "{}", self.engine.secrets.redact(message));
+            self.log(*level, Some(record_id), message.clone());
+        }
+        let failure = outcome
+            .result
+            .as_ref()
+            .err()
+            .map(|error| step_error(record_id, error));
+        let (status, output) = match &outcome.result {
+            Ok(output) => (StepStatus::Succeeded, Some(output.clone())),
+            Err(_) => (
+                StepStatus::Failed,
+                outcome.response.as_ref().map(truncated_answer),
+            ),
+        };
+        self.engine.metrics.step_finished(
+            &self.leased.integration,
+            &self.leased.flow,
+            kind,
+            status.as_str(),
+            started.elapsed(),
+        );
+        if status == StepStatus::Succeeded {
+            let mut pending = self.lock();
+            pending.events.extend(outcome.events);
+            pending.state.extend(outcome.state);
+        }
+        self.record(
+            step,
+            record_id,
+            status,
+            outcome.input,
+            output,
+            failure.clone(),
+            started_at,
+            attempt,
+        );
+        if let Some(error) = failure {
+            let policy = flow.retry_policy(step);
+            let retryable = outcome.result.as_ref().is_err_and(StepError::is_retryable);
+            if retryable && attempt < policy.attempts {
+                let wait = retry_after(outcome.response.as_ref(), policy.max)
+                    .unwrap_or_else(|| policy.delay(attempt, random_unit()));
+                self.log(
+                    LogLevel::Warn,
+                    Some(record_id),
+                    format!(
+                        "attempt {attempt} of {} failed: {}; next attempt in {}",
+                        policy.attempts,
+                        error.message,
+                        HumanDuration(wait)
+                    ),
+                );
+                self.engine.metrics.retry_scheduled(
+                    &self.leased.integration,
+                    &self.leased.flow,
+                    kind,
+                );
+                let at = Timestamp::now().after(wait);
+                if let Some((timeout, deadline)) = self.deadline
+                    && at >= deadline
+                {
+                    return Err(timed_out(&step.id, timeout));
+                }
+                return Err(RunError::Retry { at, error });
+            }
+            let message = if retryable {
+                format!(
+                    "{} (attempt {attempt} of {}, the last)",
+                    error.message, policy.attempts
+                )
+            } else {
+                error.message.clone()
+            };
+            self.log(LogLevel::Error, Some(record_id), message);
+            return Err(RunError::Failed(error));
+        }
+        let output = outcome.result.unwrap_or(Value::Null);
+        // Each finished step is committed before the next starts.
+        self.checkpoint(None).await?;
+        Ok(output)
+    }
+
+    /// Records a step that failed before it could run (a `when` or a block's own
+    /// expression), and the failure that ends the execution.
+    fn failed(
+        &self,
+        step: &Step,
+        record_id: &str,
+        input: Value,
+        error: &StepError,
+        started_at: Timestamp,
+    ) -> RunError {
+        let record = step_error(record_id, error);
+        self.record(
+            step,
+            record_id,
+            StepStatus::Failed,
+            input,
+            None,
+            Some(record.clone()),
+            started_at,
+            1,
+        );
+        self.log(LogLevel::Error, Some(record_id), record.message.clone());
+        RunError::Failed(record)
+    }
+
+    /// Adds a step record to what the next checkpoint writes.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        step: &Step,
+        record_id: &str,
+        status: StepStatus,
+        input: Value,
+        output: Option<Value>,
+        error: Option<ErrorRecord>,
+        started_at: Timestamp,
+        attempt: u32,
+    ) {
         let secrets = &self.engine.secrets;
-        record.seq = self.next_step_seq;
-        self.next_step_seq += 1;
-        record.input = secrets.redact_json(&record.input);
-        record.output = record.output.map(|output| secrets.redact_json(&output));
-        if let Some(error) = &mut record.error {
-            error.message = secrets.redact(&error.message);
-        }
-        self.pending_steps.push(record);
+        let finished_at = Timestamp::now();
+        let mut pending = self.lock();
+        let seq = pending.next_step_seq;
+        pending.next_step_seq += 1;
+        pending.steps.push(StepRecord {
+            seq,
+            step_id: record_id.to_owned(),
+            kind: step.kind.name().to_owned(),
+            status,
+            attempt,
+            input: secrets.redact_json(&input),
+            output: output.map(|output| secrets.redact_json(&output)),
+            error: error.map(|mut error| {
+                error.message = secrets.redact(&error.message);
+                error
+            }),
+            started_at,
+            finished_at,
+            duration_ms: finished_at.millis() - started_at.millis(),
+        });
     }
 
-    fn log(&mut self, level: LogLevel, step: Option<&str>, message: String) {
-        let seq = self.next_log_seq;
-        self.next_log_seq += 1;
+    fn log(&self, level: LogLevel, step: Option<&str>, message: String) {
         let message = self.engine.secrets.redact(&message);
-        self.pending_logs.push(LogRecord {
+        let mut pending = self.lock();
+        let seq = pending.next_log_seq;
+        pending.next_log_seq += 1;
+        pending.logs.push(LogRecord {
             seq,
             at: Timestamp::now(),
             level,
             step: step.map(str::to_owned),
             message,
         });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The execution ended `cancelled`.
@@ -393,12 +665,22 @@ impl<'a> ExecutionRun<'a> {
         Some(self.engine.prepare_or_plain(target, trigger, input))
     }
 
+    /// Writes everything pending (`Ok` while the execution goes on).
+    async fn checkpoint(&self, end: Option<End>) -> Result<(), RunError> {
+        match self.write(end).await {
+            Ok(Checkpointed::Saved) => Ok(()),
+            Ok(Checkpointed::Cancelled) => Err(RunError::Cancelled),
+            Err(error) => Err(RunError::Lost(error)),
+        }
+    }
+
     /// Writes everything pending, and the end of the lease when `end` is set.
-    async fn checkpoint(&mut self, end: Option<End>) -> Result<Checkpointed, StoreError> {
+    async fn write(&self, end: Option<End>) -> Result<Checkpointed, StoreError> {
         let end = end.map(|mut end| {
             let error = match &mut end {
                 End::Finished(finish) => finish.error.as_mut(),
                 End::Retry { error, .. } => Some(error),
+                End::Wait { .. } => None,
             };
             if let Some(error) = error {
                 error.message = self.engine.secrets.redact(&error.message);
@@ -412,21 +694,43 @@ impl<'a> ExecutionRun<'a> {
             })) => self.on_error(error.as_ref()).into_iter().collect(),
             _ => Vec::new(),
         };
-        let wake = !follow_ups.is_empty();
-        let checkpoint = Checkpoint {
-            execution: self.leased.id.clone(),
-            lease: self.leased.lease.clone(),
-            steps: std::mem::take(&mut self.pending_steps),
-            logs: std::mem::take(&mut self.pending_logs),
-            end,
-            follow_ups,
+        let checkpoint = {
+            let mut pending = self.lock();
+            Checkpoint {
+                execution: self.leased.id.clone(),
+                lease: self.leased.lease.clone(),
+                steps: std::mem::take(&mut pending.steps),
+                logs: std::mem::take(&mut pending.logs),
+                end,
+                follow_ups,
+                events: std::mem::take(&mut pending.events),
+                state: std::mem::take(&mut pending.state),
+            }
         };
+        let wake = !checkpoint.follow_ups.is_empty();
+        let published = checkpoint.events.len();
         let checkpointed = self.engine.store.checkpoint(checkpoint).await?;
         if wake {
             self.engine.wake.notify_one();
         }
+        if published > 0 && checkpointed == Checkpointed::Saved {
+            self.engine.metrics.events_published("flow", published);
+            self.engine.bus.notify_one();
+        }
         Ok(checkpointed)
     }
+}
+
+/// The failure of an execution whose timeout is over.
+fn timed_out(step: &str, timeout: Duration) -> RunError {
+    RunError::Failed(ErrorRecord {
+        code: String::from("execution_timeout"),
+        message: format!(
+            "the execution did not finish within its timeout of {}",
+            HumanDuration(timeout)
+        ),
+        step: Some(step.to_owned()),
+    })
 }
 
 fn step_error(step: &str, error: &StepError) -> ErrorRecord {

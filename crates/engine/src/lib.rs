@@ -22,6 +22,7 @@
 
 mod alerts;
 mod bulk;
+pub mod bus;
 mod execution;
 pub mod outbound;
 mod retention;
@@ -118,6 +119,8 @@ pub struct Engine {
     config: EngineConfig,
     node: NodeId,
     wake: Notify,
+    /// Wakes the bus dispatcher: an event was published.
+    bus: Notify,
     in_flight: Mutex<HashMap<ExecutionId, InFlight>>,
     bulk: bulk::BulkJobs,
 }
@@ -149,6 +152,7 @@ impl Engine {
             config,
             node: NodeId::generate(),
             wake: Notify::new(),
+            bus: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             bulk: bulk::BulkJobs::default(),
         }))
@@ -188,6 +192,7 @@ impl Engine {
             shutdown.clone(),
         ));
         let pruning = tokio::spawn(retention::prune(Arc::clone(&self), shutdown.clone()));
+        let dispatching = tokio::spawn(bus::dispatch(Arc::clone(&self), shutdown.clone()));
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut running = JoinSet::new();
         while let Some(first_slot) = tokio::select! {
@@ -261,6 +266,7 @@ impl Engine {
         maintenance.abort();
         alerting.abort();
         pruning.abort();
+        dispatching.abort();
     }
 
     /// Remembers (or forgets) a running execution.

@@ -35,9 +35,14 @@ pub(crate) async fn prune(engine: Arc<Engine>, shutdown: CancellationToken) {
                             "Deleted executions past retention."
                         );
                     }
-                    if [pruned.executions, pruned.dedupe_keys, pruned.messages]
-                        .iter()
-                        .all(|&count| count < BATCH as u64)
+                    if [
+                        pruned.executions,
+                        pruned.dedupe_keys,
+                        pruned.messages,
+                        pruned.events,
+                    ]
+                    .iter()
+                    .all(|&count| count < BATCH as u64)
                     {
                         break;
                     }

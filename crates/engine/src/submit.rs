@@ -142,18 +142,7 @@ impl Engine {
         integration: &str,
         templates: &[Template],
     ) -> Result<Vec<String>, EvalError> {
-        let config = self
-            .project
-            .integrations
-            .get(integration)
-            .map_or(Value::Null, |integration| integration.config_values());
-        let scope = Scope::new(
-            &Value::Null,
-            &Value::Null,
-            &config,
-            &self.secrets.to_json(),
-            &Value::Null,
-        );
+        let scope = self.scope(integration, &Value::Null, &Value::Null, &Value::Null);
         templates
             .iter()
             .map(|template| template.render(&scope, &self.config.expression_limits))
@@ -174,18 +163,7 @@ impl Engine {
         let Some(program) = &webhook.challenge else {
             return Ok(None);
         };
-        let config = self
-            .project
-            .integrations
-            .get(&flow.integration)
-            .map_or(Value::Null, |integration| integration.config_values());
-        let scope = Scope::new(
-            input,
-            trigger,
-            &config,
-            &self.secrets.to_json(),
-            &Value::Null,
-        );
+        let scope = self.scope(&flow.integration, input, trigger, &Value::Null);
         let answer = program
             .eval_one(&scope, &self.config.expression_limits)
             .map_err(|source| SubmitError::Key {
@@ -193,6 +171,23 @@ impl Engine {
                 source,
             })?;
         Ok((!answer.is_null()).then_some(answer))
+    }
+
+    /// The scope of an expression outside the steps: `.`, `$trigger` and `$execution`
+    /// as given, with the `$config` of `integration` and the `$secrets`.
+    pub(crate) fn scope(
+        &self,
+        integration: &str,
+        input: &Value,
+        trigger: &Value,
+        execution: &Value,
+    ) -> Scope {
+        let config = self
+            .project
+            .integrations
+            .get(integration)
+            .map_or(Value::Null, |integration| integration.config_values());
+        Scope::new(input, trigger, &config, &self.secrets.to_json(), execution)
     }
 
     /// A key: the program's result as text (a string as it is); `None` for `null`.
@@ -203,23 +198,12 @@ impl Engine {
         new: &NewExecution,
         what: &'static str,
     ) -> Result<Option<String>, SubmitError> {
-        let config = self
-            .project
-            .integrations
-            .get(&flow.integration)
-            .map_or(Value::Null, |integration| integration.config_values());
         let execution = serde_json::json!({
             "id": new.id,
             "integration": flow.integration,
             "flow": flow.name,
         });
-        let scope = Scope::new(
-            &new.input,
-            &new.trigger,
-            &config,
-            &self.secrets.to_json(),
-            &execution,
-        );
+        let scope = self.scope(&flow.integration, &new.input, &new.trigger, &execution);
         let key = program
             .eval_one(&scope, &self.config.expression_limits)
             .map_err(|source| SubmitError::Key { what, source })?;

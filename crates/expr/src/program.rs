@@ -175,6 +175,24 @@ impl Expr {
     pub fn step_references(&self) -> Vec<(String, usize)> {
         step_references(&self.source)
     }
+
+    /// The byte offset of the first place the program reads the variable `name`
+    /// (`$item`), if it does.
+    pub fn reads_variable(&self, name: &str) -> Option<usize> {
+        let mut search_from = 0;
+        while let Some(relative) = self.source[search_from..].find(name) {
+            let at = search_from + relative;
+            search_from = at + name.len();
+            let ends = self.source[search_from..]
+                .chars()
+                .next()
+                .is_none_or(|next| !(next.is_ascii_alphanumeric() || next == '_'));
+            if ends {
+                return Some(at);
+            }
+        }
+        None
+    }
 }
 
 /// A jq error as text: `error("too much")` reads `too much`, other values as JSON.

@@ -6,7 +6,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// The variables bound in every expression, in the order the compiler numbers them.
-pub const VARIABLES: [&str; 5] = ["$trigger", "$steps", "$config", "$secrets", "$execution"];
+pub const VARIABLES: [&str; 7] = [
+    "$trigger",
+    "$steps",
+    "$config",
+    "$secrets",
+    "$execution",
+    "$item",
+    "$index",
+];
 
 /// Everything one execution's expressions read: the trigger data as `.`, and the
 /// variables of [`VARIABLES`]. Step outputs are added as the steps finish.
@@ -17,6 +25,8 @@ pub struct Scope {
     config: Val,
     secrets: Val,
     execution: Val,
+    item: Val,
+    index: Val,
     steps: Vec<(String, Val)>,
     steps_object: Val,
 }
@@ -36,6 +46,8 @@ impl Scope {
             config: to_val(config),
             secrets: to_val(secrets),
             execution: to_val(execution),
+            item: Val::Null,
+            index: Val::Null,
             steps: Vec::new(),
             steps_object: object(Vec::new()),
         }
@@ -49,6 +61,42 @@ impl Scope {
             None => self.steps.push((id.to_owned(), value)),
         }
         self.steps_object = object(self.steps.clone());
+    }
+
+    /// The same scope with another `.`.
+    pub fn with_input(&self, input: &Value) -> Self {
+        Self {
+            input: to_val(input),
+            ..self.clone()
+        }
+    }
+
+    /// Adds the steps `other` has and this scope has not (what the branches of a
+    /// `parallel` step ran).
+    pub fn absorb(&mut self, other: &Scope) {
+        let before = self.steps.len();
+        for (id, value) in &other.steps {
+            if !self.steps.iter().any(|(name, _)| name == id) {
+                self.steps.push((id.clone(), value.clone()));
+            }
+        }
+        if self.steps.len() != before {
+            self.steps_object = object(self.steps.clone());
+        }
+    }
+
+    /// Binds `$item` and `$index`, for the steps of one `for_each` item.
+    pub fn set_item(&mut self, item: &Value, index: usize) {
+        self.item = to_val(item);
+        self.index = Val::from(index);
+    }
+
+    /// The output of the step that finished last, `null` before any.
+    pub fn last_output(&self) -> Value {
+        self.steps
+            .last()
+            .and_then(|(_, value)| serde_json::from_str(&value.to_string()).ok())
+            .unwrap_or(Value::Null)
     }
 
     /// Whether a step of that id has finished.
@@ -67,6 +115,8 @@ impl Scope {
             self.config.clone(),
             self.secrets.clone(),
             self.execution.clone(),
+            self.item.clone(),
+            self.index.clone(),
         ]
     }
 }

@@ -10,12 +10,11 @@ use serde_saphyr::{Location, Spanned};
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    Backoff, BodyFormat, Concurrency, ConfigVar, Debounce, Dedupe, Flow, HttpBody, HttpStep,
-    Integration, Project, RetryPolicy, SLACK_CHALLENGE, Step, StepKind, Throttle, Trigger,
-    WebhookTrigger,
+    Backoff, BodyFormat, Concurrency, ConfigVar, Debounce, Dedupe, EventTrigger, Flow, Integration,
+    Project, RetryPolicy, SLACK_CHALLENGE, Throttle, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
-use crate::spec::{FlowSpec, HttpSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec};
+use crate::spec::{EventTriggerSpec, FlowSpec, IntegrationSpec, RetrySpec, TriggerSpec};
 
 /// How long a webhook's de-duplication key holds, when not given.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -27,7 +26,6 @@ pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const STEP_KINDS: [&str; 3] = ["transform", "http", "log"];
 
 /// The most attempts a retry policy may ask for.
 const MAX_ATTEMPTS: u32 = 100;
@@ -295,11 +293,7 @@ impl FileChecker<'_> {
             debounce,
             throttle,
         } = spec.value;
-        let no_steps = StepRefs {
-            step: "",
-            earlier: &[],
-            later: &[],
-        };
+        let no_steps = StepRefs::NONE;
         let concurrency = concurrency.and_then(|concurrency| {
             let spec = concurrency.value;
             if spec.limit.value == 0 {
@@ -361,7 +355,7 @@ impl FileChecker<'_> {
             }
         };
         let steps = match steps {
-            Some(steps) if !steps.value.is_empty() => self.steps(steps.value),
+            Some(steps) if !steps.value.is_empty() => self.flow_steps(&steps.value),
             Some(steps) => {
                 self.report(&steps.referenced, format!("the flow `{name}` has no steps"));
                 Vec::new()
@@ -395,23 +389,33 @@ impl FileChecker<'_> {
             webhook,
             alert,
             error,
+            event,
         } = spec.value;
-        let webhook = match (webhook, alert.is_some(), error.is_some()) {
-            (Some(webhook), false, false) => webhook,
-            (None, true, false) => return Some(Trigger::Alert),
-            (None, false, true) => return Some(Trigger::Error),
-            (None, false, false) => {
-                self.report(
-                    &at,
-                    "the trigger names no kind: write `webhook: {}`, `alert: {}` or `error: {}`",
-                );
-                return None;
-            }
-            _ => {
-                self.report(&at, "a trigger has one kind: `webhook`, `alert` or `error`");
-                return None;
-            }
-        };
+        let kinds = [
+            webhook.is_some(),
+            alert.is_some(),
+            error.is_some(),
+            event.is_some(),
+        ];
+        if kinds.iter().filter(|set| **set).count() != 1 {
+            let message = if kinds.contains(&true) {
+                "a trigger has one kind: `webhook`, `event`, `alert` or `error`"
+            } else {
+                "the trigger names no kind: write `webhook: {}`, `event: {topic: ...}`, `alert: {}` or `error: {}`"
+            };
+            self.report(&at, message);
+            return None;
+        }
+        if alert.is_some() {
+            return Some(Trigger::Alert);
+        }
+        if error.is_some() {
+            return Some(Trigger::Error);
+        }
+        if let Some(event) = event {
+            return self.event_trigger(&event).map(Trigger::Event);
+        }
+        let webhook = webhook?;
         let mut methods = Vec::new();
         for method in webhook.methods.unwrap_or_default() {
             let upper = method.value.to_ascii_uppercase();
@@ -449,11 +453,7 @@ impl FileChecker<'_> {
             }
         };
         let dedupe = webhook.dedupe.as_ref().and_then(|key| {
-            let refs = StepRefs {
-                step: "",
-                earlier: &[],
-                later: &[],
-            };
+            let refs = StepRefs::NONE;
             let key = self.expr(key, "dedupe", &refs)?;
             Some(Dedupe {
                 key,
@@ -473,11 +473,7 @@ impl FileChecker<'_> {
             if challenge.value == "slack" {
                 return Expr::compile(SLACK_CHALLENGE).ok();
             }
-            let refs = StepRefs {
-                step: "",
-                earlier: &[],
-                later: &[],
-            };
+            let refs = StepRefs::NONE;
             self.expr(challenge, "challenge", &refs)
         });
         Some(Trigger::Webhook(Box::new(WebhookTrigger {
@@ -487,6 +483,28 @@ impl FileChecker<'_> {
             verify,
             challenge,
         })))
+    }
+
+    fn event_trigger(&mut self, spec: &EventTriggerSpec) -> Option<EventTrigger> {
+        let topic = &spec.topic;
+        if !switchboard_core::topic::is_valid(&topic.value, true) {
+            self.report(
+                &topic.referenced,
+                format!(
+                    "`{}` is not a topic or pattern: {}, and `*` for any run of characters",
+                    topic.value,
+                    switchboard_core::topic::RULE
+                ),
+            );
+        }
+        let filter = match &spec.filter {
+            Some(filter) => Some(self.expr(filter, "filter", &StepRefs::NONE)?),
+            None => None,
+        };
+        Some(EventTrigger {
+            topic: topic.value.clone(),
+            filter,
+        })
     }
 
     /// Every `on_error` must name an `error` flow of the integration, and a flow started
@@ -578,192 +596,6 @@ impl FileChecker<'_> {
         })
     }
 
-    fn steps(&mut self, specs: Vec<StepSpec>) -> Vec<Step> {
-        let mut steps = Vec::new();
-        let ids: Vec<String> = specs.iter().map(|spec| spec.id.value.clone()).collect();
-        let mut earlier: Vec<&str> = Vec::new();
-        let mut id_positions: HashMap<&str, Location> = HashMap::new();
-        for (index, spec) in specs.iter().enumerate() {
-            let id = spec.id.value.as_str();
-            if !is_step_id(id) {
-                self.report(
-                    &spec.id.referenced,
-                    format!("the step id `{id}` must start with a letter or `_` and hold only letters, digits, `_` and `-`"),
-                );
-            }
-            if let Some(first) = id_positions.get(id) {
-                let message = format!(
-                    "the step id `{id}` is used twice (first at line {})",
-                    first.line()
-                );
-                self.report(&spec.id.referenced, message);
-            } else {
-                id_positions.insert(id, spec.id.referenced);
-            }
-            let retry = spec.retry.as_ref().and_then(|retry| self.retry(retry));
-            if let Some(kind) = self.step_kind(spec, &earlier, &ids[index + 1..]) {
-                steps.push(Step {
-                    id: id.to_owned(),
-                    kind,
-                    retry,
-                });
-            }
-            earlier.push(id);
-        }
-        steps
-    }
-
-    fn step_kind(
-        &mut self,
-        spec: &StepSpec,
-        earlier: &[&str],
-        later: &[String],
-    ) -> Option<StepKind> {
-        let set: Vec<&str> = [
-            spec.transform.is_some(),
-            spec.http.is_some(),
-            spec.log.is_some(),
-        ]
-        .into_iter()
-        .zip(STEP_KINDS)
-        .filter_map(|(present, kind)| present.then_some(kind))
-        .collect();
-        let id = &spec.id.value;
-        match set.as_slice() {
-            [] => {
-                let message = format!(
-                    "the step `{id}` names no kind: add one of {}",
-                    STEP_KINDS.join(", ")
-                );
-                self.report(&spec.id.referenced, message);
-                return None;
-            }
-            [_] => {}
-            several => {
-                let message = format!(
-                    "the step `{id}` has several kinds ({}); a step does one thing",
-                    several.join(", ")
-                );
-                self.report(&spec.id.referenced, message);
-                return None;
-            }
-        }
-        let refs = StepRefs {
-            step: id,
-            earlier,
-            later,
-        };
-        if let Some(program) = &spec.transform {
-            return self
-                .expr(program, "transform", &refs)
-                .map(StepKind::Transform);
-        }
-        if let Some(message) = &spec.log {
-            return self.template(message, "log", &refs).map(StepKind::Log);
-        }
-        let http = spec.http.as_ref()?;
-        self.http(&http.value, &http.referenced, &refs)
-            .map(|http| StepKind::Http(Box::new(http)))
-    }
-
-    fn http(&mut self, spec: &HttpSpec, at: &Location, refs: &StepRefs<'_>) -> Option<HttpStep> {
-        let problems_before = self.problems.len();
-        let method = match &spec.method {
-            None => String::from("GET"),
-            Some(method) => {
-                let upper = method.value.to_ascii_uppercase();
-                if !HTTP_METHODS.contains(&upper.as_str()) {
-                    let message = format!(
-                        "`{}` is not an HTTP method (one of {})",
-                        method.value,
-                        HTTP_METHODS.join(", ")
-                    );
-                    self.report(&method.referenced, message);
-                }
-                upper
-            }
-        };
-        let url = self.template(&spec.url, "url", refs);
-        let headers = self.templates(&spec.headers, "header", refs);
-        let query = self.templates(&spec.query, "query parameter", refs);
-        let body = match (&spec.json, &spec.body) {
-            (Some(_), Some(body)) => {
-                self.report(
-                    &body.referenced,
-                    "an http step sends `json` or `body`, not both",
-                );
-                HttpBody::None
-            }
-            (Some(json), None) => self
-                .expr(json, "json", refs)
-                .map_or(HttpBody::None, HttpBody::Json),
-            (None, Some(body)) => self
-                .template(body, "body", refs)
-                .map_or(HttpBody::None, HttpBody::Text),
-            (None, None) => HttpBody::None,
-        };
-        for status in &spec.accept {
-            if !(100..=599).contains(status) {
-                self.report(
-                    at,
-                    format!("`accept` lists {status}, which is not an HTTP status"),
-                );
-            }
-        }
-        let idempotency_header = match (spec.idempotency, &spec.idempotency_header) {
-            (Some(false), Some(header)) => {
-                self.report(
-                    &header.referenced,
-                    "`idempotency_header` names the header of a key that `idempotency: false` turns off",
-                );
-                None
-            }
-            (Some(false), None) => None,
-            (_, Some(header)) => {
-                let valid = !header.value.is_empty()
-                    && header.value.bytes().all(|byte| {
-                        byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-                    });
-                if !valid {
-                    self.report(
-                        &header.referenced,
-                        format!("`{}` is not a header name", header.value),
-                    );
-                }
-                Some(header.value.clone())
-            }
-            (_, None) => Some(String::from(DEFAULT_IDEMPOTENCY_HEADER)),
-        };
-        let url = url?;
-        (self.problems.len() == problems_before).then(|| HttpStep {
-            method,
-            url,
-            headers,
-            query,
-            body,
-            timeout: spec.timeout.map_or(DEFAULT_HTTP_TIMEOUT, Duration::from),
-            accept: spec.accept.clone(),
-            idempotency_header,
-        })
-    }
-
-    fn templates(
-        &mut self,
-        specs: &BTreeMap<String, Spanned<String>>,
-        what: &str,
-        refs: &StepRefs<'_>,
-    ) -> Vec<(String, Template)> {
-        specs
-            .iter()
-            .filter_map(|(name, value)| {
-                Some((
-                    name.clone(),
-                    self.template(value, &format!("{what} `{name}`"), refs)?,
-                ))
-            })
-            .collect()
-    }
-
     fn expr(&mut self, program: &Spanned<String>, what: &str, refs: &StepRefs<'_>) -> Option<Expr> {
         match Expr::compile(&program.value) {
             Ok(expr) => {
@@ -805,17 +637,22 @@ impl FileChecker<'_> {
         refs: &StepRefs<'_>,
     ) {
         for (name, offset) in expr.step_references() {
-            let message = if refs.earlier.contains(&name.as_str()) {
+            let message = if refs.earlier.contains(&name) {
                 continue;
             } else if name == refs.step {
                 format!("the step `{name}` reads its own output `$steps.{name}`")
-            } else if refs.later.contains(&name) {
-                format!(
-                    "`$steps.{name}` is read before the step `{name}` runs (it comes later in the flow)"
-                )
+            } else if let Some((_, in_loop)) = refs.all.iter().find(|(id, _)| *id == name) {
+                if *in_loop {
+                    format!(
+                        "`$steps.{name}` is the output of a step inside a `for_each`, read only by the steps after it in the same loop; outside, read the loop's output (each item's last output)"
+                    )
+                } else {
+                    format!(
+                        "`$steps.{name}` is read before the step `{name}` runs (it comes later in the flow)"
+                    )
+                }
             } else {
-                let known = refs.earlier.iter().copied();
-                match did_you_mean(&name, known) {
+                match did_you_mean(&name, refs.earlier.iter().map(String::as_str)) {
                     Some(suggestion) => format!(
                         "unknown step `{name}` in `$steps.{name}`; did you mean `{suggestion}`?"
                     ),
@@ -824,14 +661,40 @@ impl FileChecker<'_> {
             };
             self.report_in_scalar(scalar, base + offset, message);
         }
+        if !refs.in_loop {
+            for variable in ["$item", "$index"] {
+                if let Some(offset) = expr.reads_variable(variable) {
+                    self.report_in_scalar(
+                        scalar,
+                        base + offset,
+                        format!("`{variable}` is only bound inside the steps of a `for_each`"),
+                    );
+                }
+            }
+        }
     }
 }
 
-/// The steps around the one being checked, for `$steps` references.
+/// What the expressions of one step may read in `$steps`.
 struct StepRefs<'a> {
+    /// The step's own id.
     step: &'a str,
-    earlier: &'a [&'a str],
-    later: &'a [String],
+    /// The steps that have run before it.
+    earlier: &'a [String],
+    /// Every step of the flow, with whether it is inside a `for_each`.
+    all: &'a [(String, bool)],
+    /// Whether it is inside a `for_each` (`$item` and `$index` are bound).
+    in_loop: bool,
+}
+
+impl StepRefs<'static> {
+    /// For expressions outside the steps (keys, triggers, alerts): no step has run.
+    const NONE: Self = Self {
+        step: "",
+        earlier: &[],
+        all: &[],
+        in_loop: false,
+    };
 }
 
 /// A YAML or shape error as a problem, with a "did you mean" for unknown fields.
@@ -905,6 +768,7 @@ fn is_step_id(id: &str) -> bool {
 }
 
 mod alerts;
+mod steps;
 #[cfg(test)]
 mod tests;
 mod verify;

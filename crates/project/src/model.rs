@@ -202,6 +202,17 @@ pub enum Trigger {
     Alert,
     /// A flow naming this one in `on_error` failed; the input is the failed execution.
     Error,
+    /// An event on the built-in bus; the input is its data.
+    Event(EventTrigger),
+}
+
+/// The `event` trigger, compiled.
+#[derive(Debug, Clone)]
+pub struct EventTrigger {
+    /// The topic, or a pattern where `*` stands for any run of characters.
+    pub topic: String,
+    /// The condition an event's data must meet.
+    pub filter: Option<Expr>,
 }
 
 impl Trigger {
@@ -211,6 +222,7 @@ impl Trigger {
             Self::Webhook(_) => "webhook",
             Self::Alert => "alert",
             Self::Error => "error",
+            Self::Event(_) => "event",
         }
     }
 }
@@ -333,6 +345,8 @@ pub struct Step {
     pub kind: StepKind,
     /// How it is tried again, when the step sets it.
     pub retry: Option<RetryPolicy>,
+    /// The condition under which it runs; skipped when false or null.
+    pub when: Option<Expr>,
 }
 
 /// The kinds of step.
@@ -344,6 +358,117 @@ pub enum StepKind {
     Http(Box<HttpStep>),
     /// Add a message to the execution's log.
     Log(Template),
+    /// Run one of two lists of steps.
+    If(Box<IfStep>),
+    /// Run the steps of one case.
+    Switch(Box<SwitchStep>),
+    /// Run steps once per item of a list.
+    ForEach(Box<ForEachStep>),
+    /// Run branches of steps at the same time.
+    Parallel(Vec<(String, Vec<Step>)>),
+    /// Publish events onto the bus.
+    Publish(Box<PublishStep>),
+    /// Wait without holding a worker.
+    Sleep(Sleep),
+    /// Read or change persisted state.
+    State(Box<StateStep>),
+    /// End the execution as failed.
+    Fail(Box<FailStep>),
+}
+
+/// The `if` step, compiled.
+#[derive(Debug)]
+pub struct IfStep {
+    /// The condition.
+    pub condition: Expr,
+    /// The steps run when it holds.
+    pub then: Vec<Step>,
+    /// The steps run when it does not.
+    pub otherwise: Vec<Step>,
+}
+
+/// The `switch` step, compiled.
+#[derive(Debug)]
+pub struct SwitchStep {
+    /// The value naming the case.
+    pub value: Expr,
+    /// The cases, by name.
+    pub cases: Vec<(String, Vec<Step>)>,
+    /// The steps when no case matches.
+    pub default: Vec<Step>,
+}
+
+/// The `for_each` step, compiled.
+#[derive(Debug)]
+pub struct ForEachStep {
+    /// The list.
+    pub items: Expr,
+    /// How many items run at once.
+    pub concurrency: u32,
+    /// The steps of each item.
+    pub steps: Vec<Step>,
+}
+
+/// The `publish` step, compiled.
+#[derive(Debug)]
+pub struct PublishStep {
+    /// The topic.
+    pub topic: Template,
+    /// The events' data, one event per output; `None`: the previous step's output.
+    pub data: Option<Expr>,
+    /// Each event's ordering key, over its data.
+    pub key: Option<Expr>,
+    /// Each event's id, over its data.
+    pub id: Option<Expr>,
+}
+
+/// How long a `sleep` step waits.
+#[derive(Debug)]
+pub enum Sleep {
+    /// This long.
+    For(Duration),
+    /// Until the time this gives.
+    Until(Expr),
+}
+
+/// The `state` step, compiled.
+#[derive(Debug)]
+pub struct StateStep {
+    /// What it does.
+    pub action: StateAction,
+    /// The key.
+    pub key: Template,
+    /// Whose state.
+    pub scope: StateScope,
+}
+
+/// What a `state` step does with its key.
+#[derive(Debug)]
+pub enum StateAction {
+    /// Reads it, with a default for a missing key.
+    Get(Option<Expr>),
+    /// Sets it to a value.
+    Set(Expr),
+    /// Deletes it.
+    Delete,
+}
+
+/// Whose state a `state` step reads or changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateScope {
+    /// The flow's own.
+    Flow,
+    /// The integration's, shared by its flows.
+    Integration,
+}
+
+/// The `fail` step, compiled.
+#[derive(Debug)]
+pub struct FailStep {
+    /// The message.
+    pub message: Expr,
+    /// The code; `None`: `failed`.
+    pub code: Option<Expr>,
 }
 
 impl StepKind {
@@ -353,6 +478,14 @@ impl StepKind {
             Self::Transform(_) => "transform",
             Self::Http(_) => "http",
             Self::Log(_) => "log",
+            Self::If(_) => "if",
+            Self::Switch(_) => "switch",
+            Self::ForEach(_) => "for_each",
+            Self::Parallel(_) => "parallel",
+            Self::Publish(_) => "publish",
+            Self::Sleep(_) => "sleep",
+            Self::State(_) => "state",
+            Self::Fail(_) => "fail",
         }
     }
 }

@@ -155,6 +155,21 @@ pub struct TriggerSpec {
     /// A flow of the integration that names this one in `on_error` failed.
     #[serde(default)]
     pub error: Option<AlertTriggerSpec>,
+    /// An event on the built-in bus.
+    #[serde(default)]
+    pub event: Option<EventTriggerSpec>,
+}
+
+/// The `event` trigger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTriggerSpec {
+    /// The topic (`order.created`), or a pattern with `*` (`order.*`).
+    pub topic: Spanned<String>,
+    /// A jq condition over the event's data; events for which it is false or null do
+    /// not start the flow.
+    #[serde(default)]
+    pub filter: Option<Spanned<String>>,
 }
 
 /// The `alert` and `error` triggers; they take no settings.
@@ -242,9 +257,155 @@ pub struct StepSpec {
     /// A message (a `${{ }}` template) for the execution's log.
     #[serde(default)]
     pub log: Option<Spanned<String>>,
+    /// Runs `then` or `else` by a condition.
+    #[serde(default, rename = "if")]
+    pub if_: Option<Spanned<IfSpec>>,
+    /// Runs the steps of the case a value names.
+    #[serde(default)]
+    pub switch: Option<Spanned<SwitchSpec>>,
+    /// Runs steps once per item of a list.
+    #[serde(default)]
+    pub for_each: Option<Spanned<ForEachSpec>>,
+    /// Runs branches of steps at the same time.
+    #[serde(default)]
+    pub parallel: Option<Spanned<ParallelSpec>>,
+    /// Publishes events onto the built-in bus.
+    #[serde(default)]
+    pub publish: Option<Spanned<PublishSpec>>,
+    /// Waits, holding no worker: a duration (`10m`) or `{until: <jq timestamp>}`.
+    #[serde(default)]
+    pub sleep: Option<Spanned<SleepSpec>>,
+    /// Reads or changes the flow's (or integration's) persisted state.
+    #[serde(default)]
+    pub state: Option<Spanned<StateSpec>>,
+    /// Ends the execution as failed, on purpose.
+    #[serde(default)]
+    pub fail: Option<Spanned<FailSpec>>,
+    /// A jq condition: when it is false (or null) the step is skipped.
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
     /// How the step is tried again when it fails in a way that may pass.
     #[serde(default)]
     pub retry: Option<Spanned<RetrySpec>>,
+}
+
+/// The `if` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IfSpec {
+    /// A jq condition; anything but `false` and `null` runs `then`.
+    pub condition: Spanned<String>,
+    /// The steps run when it holds.
+    pub then: Spanned<Vec<StepSpec>>,
+    /// The steps run when it does not.
+    #[serde(default, rename = "else")]
+    pub else_: Vec<StepSpec>,
+}
+
+/// The `switch` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSpec {
+    /// A jq program whose value (a string as is, anything else as JSON text) names the case.
+    pub value: Spanned<String>,
+    /// The steps of each case.
+    pub cases: BTreeMap<String, Vec<StepSpec>>,
+    /// The steps run when no case matches.
+    #[serde(default)]
+    pub default: Vec<StepSpec>,
+}
+
+/// The `for_each` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForEachSpec {
+    /// A jq program giving the list; each item is `$item`, its position `$index`.
+    pub items: Spanned<String>,
+    /// How many items run at once (default 1).
+    #[serde(default)]
+    pub concurrency: Option<Spanned<u32>>,
+    /// The steps run for each item.
+    pub steps: Spanned<Vec<StepSpec>>,
+}
+
+/// The `parallel` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelSpec {
+    /// The branches, by name.
+    pub branches: Spanned<BTreeMap<String, Vec<StepSpec>>>,
+}
+
+/// The `publish` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSpec {
+    /// The topic (`order.created`), a `${{ }}` template.
+    pub topic: Spanned<String>,
+    /// A jq program giving the event's data; each output is one event (default: the
+    /// output of the step before).
+    #[serde(default)]
+    pub data: Option<Spanned<String>>,
+    /// A jq program over each event's data giving its ordering key.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// A jq program over each event's data giving its id (an id already on the bus is
+    /// published once).
+    #[serde(default)]
+    pub id: Option<Spanned<String>>,
+}
+
+/// The `sleep` step: `10m`, or `{until: <jq>}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SleepSpec {
+    /// How long.
+    For(HumanDuration),
+    /// Until a time.
+    Until(SleepUntilSpec),
+}
+
+/// `sleep: {until: ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SleepUntilSpec {
+    /// A jq program giving an RFC 3339 time or Unix seconds.
+    pub until: Spanned<String>,
+}
+
+/// The `state` step. Exactly one of `get`, `set` and `delete` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// Reads a key (a `${{ }}` template); the output is its value, else `default`.
+    #[serde(default)]
+    pub get: Option<Spanned<String>>,
+    /// Sets a key to `value`.
+    #[serde(default)]
+    pub set: Option<Spanned<String>>,
+    /// Deletes a key.
+    #[serde(default)]
+    pub delete: Option<Spanned<String>>,
+    /// With `set`: a jq program giving the value.
+    #[serde(default)]
+    pub value: Option<Spanned<String>>,
+    /// With `get`: a jq program giving the value of a missing key (default `null`).
+    #[serde(default)]
+    pub default: Option<Spanned<String>>,
+    /// `flow` (default): this flow's own; `integration`: shared by its flows.
+    #[serde(default)]
+    pub scope: Option<Spanned<String>>,
+}
+
+/// The `fail` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailSpec {
+    /// A jq program giving the error message.
+    pub message: Spanned<String>,
+    /// A jq program giving the error code (default `failed`).
+    #[serde(default)]
+    pub code: Option<Spanned<String>>,
 }
 
 /// The `http` step.

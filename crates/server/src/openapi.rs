@@ -35,6 +35,7 @@ const HOOK_PATH: &str = "/hooks/{integration}/{flow}";
         (name = "integrations", description = "The running project."),
         (name = "alerts", description = "Alert rules and whether they fire."),
         (name = "webhooks", description = "Outbound webhooks: endpoints, messages, deliveries and attempts."),
+        (name = "events", description = "The built-in event bus: publishing, topics, subscribers and rewinds."),
         (name = "health", description = "Liveness and readiness."),
         (name = "metrics", description = "Prometheus metrics."),
     )

@@ -18,6 +18,7 @@
 //! leasing as one `UPDATE … WHERE id IN (SELECT … LIMIT n)`, which PostgreSQL runs with
 //! `FOR UPDATE SKIP LOCKED`) so a PostgreSQL implementation of the same trait can follow.
 
+pub mod bus;
 mod error;
 pub mod outbound;
 mod records;
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 
+pub use bus::BusStore;
 pub use error::StoreError;
 pub use outbound::OutboundStore;
 pub use records::{
@@ -39,7 +41,7 @@ pub use sqlite::SqliteStore;
 
 /// Everything Switchboard keeps durably.
 #[async_trait]
-pub trait Store: OutboundStore + Send + Sync + 'static {
+pub trait Store: OutboundStore + BusStore + Send + Sync + 'static {
     /// Stores a new queued execution; when this returns, it is durable. With a dedupe
     /// key that a live key of the flow already holds, nothing is queued and the answer
     /// names the execution holding it.

@@ -8,6 +8,8 @@ use switchboard_core::ids::LeaseToken;
 use switchboard_core::{ExecutionId, Timestamp};
 use utoipa::ToSchema;
 
+use crate::bus::{NewEvent, StateChange};
+
 /// The state of an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +21,8 @@ pub enum ExecutionStatus {
     /// A step failed in a way that may pass; the execution waits for its next attempt
     /// (`next_attempt_at`), holding no worker.
     Retrying,
+    /// Asleep in a `sleep` step until `resumes_at`, holding no worker.
+    Waiting,
     /// Every step finished.
     Succeeded,
     /// A step failed.
@@ -29,10 +33,11 @@ pub enum ExecutionStatus {
 
 impl ExecutionStatus {
     /// Every status.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Queued,
         Self::Running,
         Self::Retrying,
+        Self::Waiting,
         Self::Succeeded,
         Self::Failed,
         Self::Cancelled,
@@ -44,6 +49,7 @@ impl ExecutionStatus {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Retrying => "retrying",
+            Self::Waiting => "waiting",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -190,6 +196,8 @@ pub enum StepStatus {
     Succeeded,
     /// It failed.
     Failed,
+    /// Its `when` condition was false, so it did not run.
+    Skipped,
 }
 
 impl StepStatus {
@@ -198,6 +206,7 @@ impl StepStatus {
         match self {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Skipped => "skipped",
         }
     }
 }
@@ -336,6 +345,12 @@ pub enum End {
         /// The failure it retries after.
         error: ErrorRecord,
     },
+    /// A `sleep` step started: the execution is `waiting` until `at`, then runnable
+    /// again, resuming after that step.
+    Wait {
+        /// When it resumes.
+        at: Timestamp,
+    },
 }
 
 /// What a worker writes after each step, and at the end.
@@ -353,6 +368,10 @@ pub struct Checkpoint {
     pub end: Option<End>,
     /// Executions queued in the same transaction (an `on_error` flow's, at a failure).
     pub follow_ups: Vec<NewExecution>,
+    /// Events the steps published, appended in the same transaction.
+    pub events: Vec<NewEvent>,
+    /// Changes the steps made to flow and integration state, in the same transaction.
+    pub state: Vec<StateChange>,
 }
 
 /// One execution, as listed.
@@ -386,6 +405,10 @@ pub struct ExecutionSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<Timestamp>,
+    /// When it wakes, while `waiting`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub resumes_at: Option<Timestamp>,
     /// Why it failed (or, while `retrying`, why the last attempt failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
@@ -527,4 +550,6 @@ pub struct Pruned {
     pub dedupe_keys: u64,
     /// Outbound messages whose deliveries were all pruned.
     pub messages: u64,
+    /// Events deleted.
+    pub events: u64,
 }

@@ -58,6 +58,12 @@ pub mod names {
     pub const WEBHOOK_ATTEMPT_DURATION: &str = "switchboard_webhook_attempt_duration_seconds";
     /// Endpoints Switchboard disabled, by `reason` (`gone`, `failing`).
     pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "switchboard_webhook_endpoints_disabled_total";
+    /// Events appended to the bus, by `source` (`api`, `flow`).
+    pub const EVENTS_PUBLISHED: &str = "switchboard_events_published_total";
+    /// Executions of subscribing flows queued from events.
+    pub const EVENTS_DISPATCHED: &str = "switchboard_events_dispatched_total";
+    /// Events a subscriber's filter failed on, by `integration` and `flow`.
+    pub const EVENT_FILTER_ERRORS: &str = "switchboard_event_filter_errors_total";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
 }
@@ -179,6 +185,21 @@ pub const ALL: &[Metric] = {
             WEBHOOK_ENDPOINTS_DISABLED,
             Counter,
             "Endpoints Switchboard disabled, by reason.",
+        ),
+        metric(
+            EVENTS_PUBLISHED,
+            Counter,
+            "Events appended to the bus, by source (api, flow).",
+        ),
+        metric(
+            EVENTS_DISPATCHED,
+            Counter,
+            "Executions of subscribing flows queued from events.",
+        ),
+        metric(
+            EVENT_FILTER_ERRORS,
+            Counter,
+            "Events a subscriber's filter failed on, by integration and flow.",
         ),
         metric(
             BUILD_INFO,
@@ -348,6 +369,24 @@ impl Metrics {
         let mut labels = flow_labels(integration, flow);
         labels.push(Label::new("kind", kind));
         self.counter(names::RETRIES_SCHEDULED, labels).increment(1);
+    }
+
+    /// `count` events were appended to the bus by `source` (`api`, `flow`).
+    pub fn events_published(&self, source: &'static str, count: usize) {
+        self.counter(names::EVENTS_PUBLISHED, vec![Label::new("source", source)])
+            .increment(count as u64);
+    }
+
+    /// `count` executions of subscribing flows were queued from events.
+    pub fn events_dispatched(&self, count: usize) {
+        self.counter(names::EVENTS_DISPATCHED, Vec::new())
+            .increment(count as u64);
+    }
+
+    /// A subscriber's filter failed on an event.
+    pub fn event_filter_failed(&self, integration: &str, flow: &str) {
+        self.counter(names::EVENT_FILTER_ERRORS, flow_labels(integration, flow))
+            .increment(1);
     }
 
     /// An `http` step's request ended with `status` (`None`: no answer), after `took`.

@@ -18,6 +18,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 use switchboard_core::Timestamp;
 use switchboard_core::ids::EndpointId;
+use switchboard_store::bus::NewEvent;
 use switchboard_store::outbound::{Attempt, AttemptStatus, Endpoint, EndpointVerdict, Message};
 use switchboard_store::{
     Checkpoint, Checkpointed, End, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel,
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{envelope, schedule, signing};
+use crate::bus::{ATTEMPT_EXHAUSTED, ENDPOINT_DISABLED};
 use crate::execution::{random_unit, retry_after};
 use crate::{Engine, error_chain};
 
@@ -54,6 +56,7 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
             leased: &leased,
             logs: Vec::new(),
             steps: Vec::new(),
+            events: Vec::new(),
         };
         let end = tokio::select! {
             end = run.attempt() => Some(end),
@@ -62,7 +65,7 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
         let outcome = match &end {
             Some(End::Finished(finish)) => Some(finish.status.as_str()),
             None => Some("cancelled"),
-            Some(End::Retry { .. }) => None,
+            Some(End::Retry { .. } | End::Wait { .. }) => None,
         };
         let checkpoint = Checkpoint {
             execution: leased.id.clone(),
@@ -71,9 +74,15 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
             logs: run.logs,
             end,
             follow_ups: Vec::new(),
+            events: run.events,
+            state: Vec::new(),
         };
+        let published = !checkpoint.events.is_empty();
         match engine.store.checkpoint(checkpoint).await {
             Ok(Checkpointed::Saved) | Ok(Checkpointed::Cancelled) => {
+                if published {
+                    engine.bus.notify_one();
+                }
                 if let Some(outcome) = outcome {
                     engine.metrics.execution_finished(
                         &leased.integration,
@@ -98,6 +107,8 @@ struct DeliveryRun<'a> {
     leased: &'a LeasedExecution,
     logs: Vec<LogRecord>,
     steps: Vec<StepRecord>,
+    /// Events about the endpoint and the message for the bus, written with the end.
+    events: Vec<NewEvent>,
 }
 
 /// What the endpoint did with one attempt.
@@ -279,6 +290,17 @@ impl DeliveryRun<'_> {
                 .metrics
                 .webhook_endpoint_disabled(if gone { "gone" } else { "failing" });
             tracing::warn!(endpoint = %endpoint.id, %reason, "Endpoint disabled.");
+            self.announce(
+                ENDPOINT_DISABLED,
+                format!("{}.disabled.{}", endpoint.id, self.leased.id),
+                json!({
+                    "endpoint_id": endpoint.id,
+                    "url": endpoint.settings.url,
+                    "reason": reason,
+                    "failing_since": endpoint.failing_since,
+                    "disabled_at": now,
+                }),
+            );
         }
         let Some((kind, failure)) = exchange.failure else {
             self.log(
@@ -327,14 +349,45 @@ impl DeliveryRun<'_> {
                     },
                 }
             }
-            None => self.fail(
-                "attempts_exhausted",
-                format!(
-                    "{failure} (attempt {attempt} of {}, the last)",
-                    schedule.len() + 1
-                ),
-            ),
+            None => {
+                self.announce(
+                    ATTEMPT_EXHAUSTED,
+                    format!("{}.exhausted", self.leased.id),
+                    json!({
+                        "message_id": message.id,
+                        "event_type": message.event_type,
+                        "endpoint_id": endpoint.id,
+                        "url": endpoint.settings.url,
+                        "attempts": attempt,
+                        "last_attempt": {
+                            "at": now,
+                            "response_status": exchange.status,
+                            "error_kind": kind,
+                            "error": failure,
+                        },
+                    }),
+                );
+                self.fail(
+                    "attempts_exhausted",
+                    format!(
+                        "{failure} (attempt {attempt} of {}, the last)",
+                        schedule.len() + 1
+                    ),
+                )
+            }
         }
+    }
+
+    /// Adds an event about the delivery to the bus, published with its end.
+    fn announce(&mut self, topic: &str, id: String, data: Value) {
+        self.events.push(NewEvent {
+            id,
+            topic: topic.to_owned(),
+            key: None,
+            source: String::from("/webhooks"),
+            time: Timestamp::now(),
+            data,
+        });
     }
 
     /// Posts the body to the endpoint and reads what it answered.

@@ -23,8 +23,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_core::ids::EndpointId;
+use switchboard_core::topic;
 use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_expr::{Expr, Scope};
+use switchboard_store::bus::Event;
 use switchboard_store::outbound::{
     DELIVERY_FLOW, DELIVERY_INTEGRATION, Delivery, DeliveryOrdering, Endpoint, EndpointSecrets,
     EndpointSettings, Message, MessageCreated, NewDelivery,
@@ -155,40 +157,6 @@ const RESERVED_HEADERS: [&str; 7] = [
     "host",
 ];
 
-/// Whether `name` is a usable event type or pattern: letters, digits, `.`, `_`, `-`,
-/// `:`, and in patterns `*`.
-fn is_event_name(name: &str, pattern: bool) -> bool {
-    (1..=256).contains(&name.len())
-        && name.bytes().all(|byte| {
-            byte.is_ascii_alphanumeric()
-                || matches!(byte, b'.' | b'_' | b'-' | b':')
-                || (pattern && byte == b'*')
-        })
-}
-
-/// Whether an event type matches an endpoint's pattern; `*` matches any run of
-/// characters (`order.*` takes `order.created` and `order.line.added`).
-fn matches_pattern(pattern: &str, event_type: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    let Some(mut rest) = event_type.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
-}
-
 /// The body every delivery of a message carries: the Standard Webhooks payload shape.
 pub(crate) fn envelope(message: &Message) -> Value {
     json!({
@@ -234,7 +202,7 @@ impl Engine {
             return Err(invalid("url", "the URL is longer than 2048 characters"));
         }
         for (index, pattern) in settings.event_types.iter().enumerate() {
-            if !is_event_name(pattern, true) {
+            if !topic::is_valid(pattern, true) {
                 return Err(invalid(
                     format!("event_types[{index}]"),
                     format!(
@@ -357,7 +325,7 @@ impl Engine {
     /// Stores a message and queues one delivery per matching endpoint, durably, before
     /// it returns; a repeated id answers the first message.
     pub async fn post_message(&self, new: NewMessage) -> Result<MessageCreated, OutboundError> {
-        if !is_event_name(&new.event_type, false) {
+        if !topic::is_valid(&new.event_type, false) {
             return Err(invalid(
                 "event_type",
                 "an event type is 1 to 256 letters, digits, `.`, `_`, `-` or `:`",
@@ -371,7 +339,7 @@ impl Engine {
             return Err(invalid("tenant", "a tenant is 1 to 256 characters"));
         }
         let id = match new.id {
-            Some(id) if is_event_name(&id, false) => id,
+            Some(id) if topic::is_valid(&id, false) => id,
             Some(_) => {
                 return Err(invalid(
                     "id",
@@ -397,12 +365,56 @@ impl Engine {
             tenant: new.tenant,
             created_at: Timestamp::now(),
         };
+        let deliveries = self.deliveries(&message, None).await?;
+        Ok(self.create_message(message, deliveries).await?)
+    }
+
+    /// Fans an event of the bus out to the endpoints whose event types match its topic,
+    /// as a message with the event's id. Nothing is stored when no endpoint takes it;
+    /// an event already fanned out is not fanned out again.
+    pub(crate) async fn fan_out_event(&self, event: &Event) -> Result<(), StoreError> {
+        if self.store.message(&event.id).await?.is_some() {
+            return Ok(());
+        }
+        let message = Message {
+            id: event.id.clone(),
+            event_type: event.topic.clone(),
+            payload: event.data.clone(),
+            tenant: None,
+            created_at: event.time,
+        };
+        // An event about an endpoint is not sent to that endpoint.
+        let about = [crate::bus::ENDPOINT_DISABLED, crate::bus::ATTEMPT_EXHAUSTED]
+            .contains(&event.topic.as_str())
+            .then(|| event.data["endpoint_id"].as_str())
+            .flatten();
+        let deliveries = self.deliveries(&message, about).await?;
+        if !deliveries.is_empty() {
+            self.create_message(message, deliveries).await?;
+        }
+        Ok(())
+    }
+
+    /// One delivery of `message` per enabled endpoint that takes it, but `skip`.
+    async fn deliveries(
+        &self,
+        message: &Message,
+        skip: Option<&str>,
+    ) -> Result<Vec<NewDelivery>, StoreError> {
         let endpoints = self.store.subscribers(message.tenant.clone()).await?;
-        let deliveries: Vec<NewDelivery> = endpoints
+        Ok(endpoints
             .iter()
-            .filter(|endpoint| self.subscribes(endpoint, &message))
-            .map(|endpoint| delivery(endpoint, &message, None))
-            .collect();
+            .filter(|endpoint| Some(endpoint.id.as_str()) != skip)
+            .filter(|endpoint| self.subscribes(endpoint, message))
+            .map(|endpoint| delivery(endpoint, message, None))
+            .collect())
+    }
+
+    async fn create_message(
+        &self,
+        message: Message,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<MessageCreated, StoreError> {
         let created = self.store.create_message(message, deliveries).await?;
         self.metrics
             .webhook_message(created.duplicate, created.deliveries.len());
@@ -419,7 +431,7 @@ impl Engine {
             || settings
                 .event_types
                 .iter()
-                .any(|pattern| matches_pattern(pattern, &message.event_type));
+                .any(|pattern| topic::matches(pattern, &message.event_type));
         if !typed {
             return false;
         }
@@ -498,34 +510,5 @@ fn delivery(endpoint: &Endpoint, message: &Message, replay_of: Option<ExecutionI
     NewDelivery {
         endpoint: endpoint.id.clone(),
         execution,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_match_event_types() {
-        assert!(matches_pattern("order.created", "order.created"));
-        assert!(!matches_pattern("order.created", "order.created.v2"));
-        assert!(matches_pattern("order.*", "order.created"));
-        assert!(matches_pattern("order.*", "order.line.added"));
-        assert!(!matches_pattern("order.*", "invoice.paid"));
-        assert!(!matches_pattern("order.*", "order"));
-        assert!(matches_pattern("*.deleted", "user.deleted"));
-        assert!(matches_pattern("*", "anything"));
-        assert!(matches_pattern("a*b*c", "a-x-b-y-c"));
-        assert!(!matches_pattern("a*b*c", "a-x-c-y-b"));
-        assert!(!matches_pattern("ab*ba", "aba"));
-    }
-
-    #[test]
-    fn event_names_are_plain() {
-        assert!(is_event_name("order.created", false));
-        assert!(!is_event_name("order.*", false));
-        assert!(is_event_name("order.*", true));
-        assert!(!is_event_name("", true));
-        assert!(!is_event_name("order created", true));
     }
 }

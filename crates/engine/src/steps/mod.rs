@@ -1,7 +1,10 @@
 //! The step kinds the engine runs, one module each, and how their failures are classified.
 
+mod fail;
 mod http;
 mod log;
+mod publish;
+pub(crate) mod state;
 mod transform;
 
 use std::time::Duration;
@@ -10,7 +13,8 @@ use serde_json::Value;
 use switchboard_core::ExecutionId;
 use switchboard_expr::{EvalError, Limits, Scope};
 use switchboard_project::StepKind;
-use switchboard_store::LogLevel;
+use switchboard_store::bus::{NewEvent, StateChange};
+use switchboard_store::{LogLevel, Store};
 use switchboard_telemetry::{Metrics, TraceContext};
 
 /// What a step can use while it runs.
@@ -35,6 +39,8 @@ pub(crate) struct StepContext<'a> {
     pub metrics: &'a Metrics,
     /// The trace the execution continues.
     pub trace: &'a TraceContext,
+    /// The store, for reads of state.
+    pub store: &'a dyn Store,
 }
 
 /// What a step did.
@@ -47,26 +53,41 @@ pub(crate) struct StepOutcome {
     pub response: Option<Value>,
     /// Lines for the execution's log.
     pub logs: Vec<(LogLevel, String)>,
+    /// Events to publish with the step's record.
+    pub events: Vec<NewEvent>,
+    /// State to change with the step's record.
+    pub state: Vec<StateChange>,
 }
 
 impl StepOutcome {
-    fn new(input: Value, result: Result<Value, StepError>) -> Self {
+    pub(crate) fn new(input: Value, result: Result<Value, StepError>) -> Self {
         Self {
             input,
             result,
             response: None,
             logs: Vec::new(),
+            events: Vec::new(),
+            state: Vec::new(),
         }
     }
 }
 
-/// Runs one step.
-pub(crate) async fn run(kind: &StepKind, context: &StepContext<'_>) -> StepOutcome {
-    match kind {
+/// Runs one step that does one thing; `None` for the kinds the executor runs itself
+/// (blocks of steps, and `sleep`).
+pub(crate) async fn run(kind: &StepKind, context: &StepContext<'_>) -> Option<StepOutcome> {
+    Some(match kind {
         StepKind::Transform(program) => transform::run(program, context),
         StepKind::Http(request) => http::run(request, context).await,
         StepKind::Log(message) => log::run(message, context),
-    }
+        StepKind::Publish(step) => publish::run(step, context),
+        StepKind::State(step) => state::run(step, context).await,
+        StepKind::Fail(step) => fail::run(step, context),
+        StepKind::If(_)
+        | StepKind::Switch(_)
+        | StepKind::ForEach(_)
+        | StepKind::Parallel(_)
+        | StepKind::Sleep(_) => return None,
+    })
 }
 
 /// Why a step failed, classified in one place: whose fault it is and whether trying
@@ -106,11 +127,25 @@ pub enum StepError {
     /// The exchange failed half way.
     #[error("the request failed: {0}")]
     Transport(String),
+    /// A value the step computed cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store could not be read.
+    #[error("cannot read the store: {0}")]
+    Store(String),
+    /// A `fail` step.
+    #[error("{message}")]
+    Failed {
+        /// The flow's code.
+        code: String,
+        /// The flow's message.
+        message: String,
+    },
 }
 
 impl StepError {
     /// A stable code for the API and metrics.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             Self::Expression {
                 source: EvalError::Timeout(_),
@@ -123,6 +158,9 @@ impl StepError {
             Self::Status { .. } => "http_status",
             Self::BodyTooLarge(_) => "http_body_too_large",
             Self::Transport(_) => "http_transport",
+            Self::Invalid(_) => "invalid_value",
+            Self::Store(_) => "store_unavailable",
+            Self::Failed { code, .. } => code,
         }
     }
 
@@ -130,9 +168,13 @@ impl StepError {
     /// own mistakes.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::Timeout(_) | Self::Transport(_) => true,
+            Self::Connect(_) | Self::Timeout(_) | Self::Transport(_) | Self::Store(_) => true,
             Self::Status { status, .. } => matches!(status, 408 | 425 | 429 | 500..=599),
-            Self::Expression { .. } | Self::InvalidRequest(_) | Self::BodyTooLarge(_) => false,
+            Self::Expression { .. }
+            | Self::InvalidRequest(_)
+            | Self::BodyTooLarge(_)
+            | Self::Invalid(_)
+            | Self::Failed { .. } => false,
         }
     }
 }

@@ -193,12 +193,7 @@ impl FileChecker<'_> {
                     idempotency: None,
                     idempotency_header: None,
                 };
-                let refs = StepRefs {
-                    step: "post",
-                    earlier: &[],
-                    later: &[],
-                };
-                let step = self.http(&spec, &at, &refs)?;
+                let step = self.http(&spec, &at, &StepRefs::NONE)?;
                 let name = alert_webhook_flow(alert, index);
                 let flow = Flow {
                     integration: integration.to_owned(),
@@ -209,6 +204,7 @@ impl FileChecker<'_> {
                         id: String::from("post"),
                         kind: StepKind::Http(Box::new(step)),
                         retry: None,
+                        when: None,
                     }],
                     retry: None,
                     on_error: None,

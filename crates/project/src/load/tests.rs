@@ -1,5 +1,5 @@
 use super::*;
-use crate::AlertCondition;
+use crate::{AlertCondition, StepKind};
 
 /// Writes `source` as `shop.yaml` in a new folder and loads it.
 fn load_source(source: &str) -> Result<Project, Vec<String>> {
@@ -123,7 +123,9 @@ fn step_ids_and_references_are_checked() {
     let problems = load_source(&source).unwrap_err();
     assert_eq!(
         problems,
-        ["18:13: the step id `order` is used twice (first at line 9)"]
+        [
+            "18:13: the step id `order` is used twice (first at line 9); ids are unique in the whole flow"
+        ]
     );
 
     let source = VALID.replace("json: '$steps.order'", "json: '$steps.ordr'");
@@ -138,6 +140,108 @@ fn step_ids_and_references_are_checked() {
     assert_eq!(
         problems,
         ["16:18: `$steps.note` is read before the step `note` runs (it comes later in the flow)"]
+    );
+}
+
+const BLOCKS: &str = r#"name: blocks
+flows:
+  route:
+    trigger: { event: { topic: "order.*", filter: .total > 0 } }
+    steps:
+      - id: big
+        if:
+          condition: .total > 100
+          then:
+            - { id: approve, transform: '{approved: true}' }
+          else:
+            - { id: review, transform: '{approved: false}' }
+      - id: lines
+        for_each:
+          items: .lines
+          concurrency: 4
+          steps:
+            - { id: price, transform: '$item.qty * $item.price' }
+            - { id: line, transform: '{index: $index, price: $steps.price}' }
+      - id: kind
+        switch:
+          value: .kind
+          cases:
+            gift: [{ id: wrap, log: "wrap ${{ $steps.lines | length }}" }]
+          default: [{ id: plain, log: plain }]
+      - id: both
+        parallel:
+          branches:
+            a: [{ id: pa, transform: '$steps.approve' }]
+            b: [{ id: pb, transform: '$steps.big' }]
+      - id: cursor
+        state: { set: last_order, value: .id, scope: integration }
+      - id: announce
+        when: '$steps.approve != null'
+        publish: { topic: order.approved, key: .id }
+      - { id: nap, sleep: 10m }
+      - { id: later, sleep: { until: '.due' } }
+      - { id: stop, fail: { message: '"order \(.id) is odd"', code: '"odd"' } }
+"#;
+
+#[test]
+fn blocks_compile_with_their_inner_steps() {
+    let project = load_source(BLOCKS).unwrap();
+    let flow = project.flow("blocks", "route").unwrap();
+    assert_eq!(flow.trigger.kind(), "event");
+    let kinds: Vec<&str> = flow.steps.iter().map(|step| step.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "if", "for_each", "switch", "parallel", "state", "publish", "sleep", "sleep", "fail"
+        ]
+    );
+    let StepKind::ForEach(lines) = &flow.steps[1].kind else {
+        panic!("not a for_each");
+    };
+    assert_eq!(lines.concurrency, 4);
+    assert_eq!(lines.steps.len(), 2);
+    assert!(flow.steps[5].when.is_some());
+}
+
+#[test]
+fn block_references_are_checked() {
+    let source = BLOCKS.replace("id: pa,", "id: approve,");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        [
+            "29:23: the step id `approve` is used twice (first at line 10); ids are unique in the whole flow"
+        ]
+    );
+    let source = BLOCKS.replace("value: .id, scope", "value: $steps.price, scope");
+    let problems = load_source(&source).unwrap_err();
+    assert!(
+        problems[0].contains("`$steps.price` is the output of a step inside a `for_each`"),
+        "{problems:?}"
+    );
+    let source = BLOCKS.replace("value: .id, scope", "value: $item, scope");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["32:42: `$item` is only bound inside the steps of a `for_each`"]
+    );
+    let source = BLOCKS.replace(
+        "{ set: last_order, value: .id, scope: integration }",
+        "{ get: a, set: b }",
+    );
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["32:16: a `state` step does one of `get`, `set` and `delete`, each naming a key"]
+    );
+    let source = BLOCKS.replace("topic: order.approved", "topic: order approved");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        [
+            "35:27: `order approved` is not a topic: a topic is 1 to 256 letters, digits, `.`, `_`, `-` or `:`"
+        ]
+    );
+    let source = BLOCKS.replace("concurrency: 4", "concurrency: 0");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["16:24: `concurrency` must be from 1 to 1000"]
     );
 }
 

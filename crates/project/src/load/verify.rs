@@ -73,11 +73,7 @@ impl FileChecker<'_> {
                 "`verify` needs a `secret` (or `secrets`, for rotation)",
             );
         }
-        let refs = StepRefs {
-            step: "",
-            earlier: &[],
-            later: &[],
-        };
+        let refs = StepRefs::NONE;
         let secrets: Vec<_> = sources
             .into_iter()
             .filter_map(|secret| self.template(secret, "secret", &refs))

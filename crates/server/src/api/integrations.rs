@@ -1,10 +1,12 @@
 //! The running project: its integrations, their flows and config.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use serde::Serialize;
 use serde_json::Value;
-use switchboard_project::{Integration, Trigger};
+use switchboard_project::{Integration, Step, StepKind, Trigger};
 use switchboard_store::Page;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -80,6 +82,14 @@ pub enum TriggerView {
     Alert,
     /// A failed execution of a flow that names this one in `on_error`.
     Error,
+    /// An event on the built-in bus.
+    Event {
+        /// The topic or pattern.
+        topic: String,
+        /// The filter's jq program, when there is one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+    },
 }
 
 /// A step as the API shows it.
@@ -87,8 +97,46 @@ pub enum TriggerView {
 pub struct StepView {
     /// Its id.
     pub id: String,
-    /// Its kind: `transform`, `http` or `log`.
+    /// Its kind: `transform`, `http`, `if`, `for_each`, ...
     pub kind: &'static str,
+    /// The steps a block holds, by branch: `then` and `else` of an `if`, each case and
+    /// `default` of a `switch`, each branch of a `parallel`, `steps` of a `for_each`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(no_recursion)]
+    pub branches: BTreeMap<String, Vec<StepView>>,
+}
+
+impl StepView {
+    fn new(step: &Step) -> Self {
+        let views = |steps: &[Step]| steps.iter().map(StepView::new).collect::<Vec<_>>();
+        let mut branches = BTreeMap::new();
+        match &step.kind {
+            StepKind::If(block) => {
+                branches.insert(String::from("then"), views(&block.then));
+                branches.insert(String::from("else"), views(&block.otherwise));
+            }
+            StepKind::Switch(block) => {
+                for (case, steps) in &block.cases {
+                    branches.insert(case.clone(), views(steps));
+                }
+                branches.insert(String::from("default"), views(&block.default));
+            }
+            StepKind::Parallel(parallel) => {
+                for (name, steps) in parallel {
+                    branches.insert(name.clone(), views(steps));
+                }
+            }
+            StepKind::ForEach(block) => {
+                branches.insert(String::from("steps"), views(&block.steps));
+            }
+            _ => {}
+        }
+        Self {
+            id: step.id.clone(),
+            kind: step.kind.name(),
+            branches,
+        }
+    }
 }
 
 /// A config variable and its value.
@@ -120,15 +168,15 @@ impl IntegrationView {
                     }
                     Trigger::Alert => TriggerView::Alert,
                     Trigger::Error => TriggerView::Error,
+                    Trigger::Event(event) => TriggerView::Event {
+                        topic: event.topic.clone(),
+                        filter: event
+                            .filter
+                            .as_ref()
+                            .map(|filter| filter.source().to_owned()),
+                    },
                 };
-                let steps = flow
-                    .steps
-                    .iter()
-                    .map(|step| StepView {
-                        id: step.id.clone(),
-                        kind: step.kind.name(),
-                    })
-                    .collect();
+                let steps = flow.steps.iter().map(StepView::new).collect();
                 FlowView {
                     name: flow.name.clone(),
                     description: flow.description.clone(),

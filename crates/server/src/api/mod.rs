@@ -6,21 +6,30 @@
 //!   cancel of one.
 //! - `alerts`: alert rules and their state.
 //! - `webhooks`: outbound endpoints, messages, attempts, resends and recovers.
+//! - `events`: the built-in event bus: publishing, topics, subscribers and rewinds.
 
 mod alerts;
+mod events;
 mod executions;
 mod integrations;
 mod webhooks;
 
+use std::collections::HashMap;
+
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use switchboard_core::Timestamp;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::error::ApiError;
 
 pub use alerts::AlertView;
 pub use executions::Replayed;
@@ -46,6 +55,114 @@ fn page_limit(value: &str) -> Result<usize, crate::error::ApiError> {
         })
 }
 
+/// Reads a JSON object body into `T`, naming the field at fault (`body.event_types[1]`).
+/// `known`, when given, lists the fields allowed; any other is refused by name.
+pub(crate) fn json_body<T: DeserializeOwned>(
+    body: &Bytes,
+    known: Option<&[&str]>,
+) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::invalid_json(format!("the body is not valid JSON: {error}")))?;
+    let Value::Object(fields) = &value else {
+        return Err(
+            ApiError::unprocessable("invalid_field", "the body must be a JSON object").at("body"),
+        );
+    };
+    if let Some(known) = known
+        && let Some(unknown) = fields.keys().find(|field| !known.contains(&field.as_str()))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!(
+                "unknown field `{unknown}`; the fields are {}",
+                known.join(", ")
+            ),
+        )
+        .at(format!("body.{unknown}")));
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let at = if path == "." {
+            String::from("body")
+        } else {
+            format!("body.{path}")
+        };
+        ApiError::unprocessable("invalid_field", error.into_inner().to_string()).at(at)
+    })
+}
+
+/// A store failure, as the API answers it.
+pub(crate) fn store_error(error: switchboard_store::StoreError) -> ApiError {
+    ApiError::store_unavailable(&error)
+}
+
+/// An RFC 3339 time of a body field at `path`.
+pub(crate) fn timestamp(text: &str, path: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse_rfc3339(text).ok_or_else(|| {
+        ApiError::unprocessable("invalid_field", format!("`{text}` is not an RFC 3339 time"))
+            .at(path)
+    })
+}
+
+/// A list query: `limit`, `cursor` and the named filters, each checked.
+pub(crate) struct ListQuery {
+    /// The page size.
+    pub(crate) limit: usize,
+    /// Where the page starts, as given.
+    pub(crate) cursor: Option<String>,
+    /// The filters given, by name.
+    pub(crate) filters: HashMap<&'static str, String>,
+}
+
+impl ListQuery {
+    /// Parses a query, refusing any parameter but `limit`, `cursor` and `filters`.
+    pub(crate) fn parse(query: Option<&str>, filters: &[&'static str]) -> Result<Self, ApiError> {
+        let mut parsed = Self {
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+            filters: HashMap::new(),
+        };
+        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let value = value.into_owned();
+            match name.as_ref() {
+                "limit" => {
+                    parsed.limit = page_limit(&value)?;
+                }
+                "cursor" => parsed.cursor = Some(value),
+                other => match filters.iter().find(|filter| **filter == other) {
+                    Some(filter) => {
+                        parsed.filters.insert(filter, value);
+                    }
+                    None => {
+                        let mut known = filters.to_vec();
+                        known.extend(["limit", "cursor"]);
+                        return Err(ApiError::invalid_query(
+                            other,
+                            format!("unknown parameter `{other}`; use {}", known.join(", ")),
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The cursor as a number (attempt and message lists page by sequence).
+    pub(crate) fn numeric_cursor(&self) -> Result<Option<i64>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|cursor| {
+                cursor.parse().map_err(|_| {
+                    ApiError::invalid_query(
+                        "cursor",
+                        format!("`{cursor}` is not a cursor from this list"),
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
 /// The API and health routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -55,6 +172,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(executions::routes())
         .merge(alerts::routes())
         .merge(webhooks::routes())
+        .merge(events::routes())
 }
 
 /// The answer of the health routes.

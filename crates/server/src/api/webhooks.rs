@@ -1,14 +1,11 @@
 //! Outbound webhooks: subscriber endpoints with their signing secrets, messages fanned
 //! out to them, delivery attempts, resends and recovers.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchboard_core::ids::EndpointId;
 use switchboard_core::{HumanDuration, Timestamp};
@@ -22,6 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::{ListQuery, json_body, store_error, timestamp};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::JobView;
@@ -39,39 +37,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_message))
         .routes(routes!(message_attempts))
         .routes(routes!(resend_message))
-}
-
-/// Reads a JSON object body into `T`, naming the field at fault (`body.event_types[1]`).
-/// `known`, when given, lists the fields allowed; any other is refused by name.
-fn json_body<T: DeserializeOwned>(body: &Bytes, known: Option<&[&str]>) -> Result<T, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| ApiError::invalid_json(format!("the body is not valid JSON: {error}")))?;
-    let Value::Object(fields) = &value else {
-        return Err(
-            ApiError::unprocessable("invalid_field", "the body must be a JSON object").at("body"),
-        );
-    };
-    if let Some(known) = known
-        && let Some(unknown) = fields.keys().find(|field| !known.contains(&field.as_str()))
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            format!(
-                "unknown field `{unknown}`; the fields are {}",
-                known.join(", ")
-            ),
-        )
-        .at(format!("body.{unknown}")));
-    }
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let at = if path == "." {
-            String::from("body")
-        } else {
-            format!("body.{path}")
-        };
-        ApiError::unprocessable("invalid_field", error.into_inner().to_string()).at(at)
-    })
 }
 
 /// The fields of an endpoint's settings.
@@ -103,68 +68,9 @@ fn outbound_error(error: OutboundError) -> ApiError {
     }
 }
 
-fn store_error(error: switchboard_store::StoreError) -> ApiError {
-    ApiError::store_unavailable(&error)
-}
-
 fn endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
     id.parse()
         .map_err(|_| ApiError::not_found(format!("there is no endpoint `{id}`")))
-}
-
-/// A list query: `limit`, `cursor` and the named filters, each checked.
-struct ListQuery {
-    limit: usize,
-    cursor: Option<String>,
-    filters: HashMap<&'static str, String>,
-}
-
-impl ListQuery {
-    fn parse(query: Option<&str>, filters: &[&'static str]) -> Result<Self, ApiError> {
-        let mut parsed = Self {
-            limit: super::DEFAULT_LIMIT,
-            cursor: None,
-            filters: HashMap::new(),
-        };
-        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            let value = value.into_owned();
-            match name.as_ref() {
-                "limit" => {
-                    parsed.limit = super::page_limit(&value)?;
-                }
-                "cursor" => parsed.cursor = Some(value),
-                other => match filters.iter().find(|filter| **filter == other) {
-                    Some(filter) => {
-                        parsed.filters.insert(filter, value);
-                    }
-                    None => {
-                        let mut known = filters.to_vec();
-                        known.extend(["limit", "cursor"]);
-                        return Err(ApiError::invalid_query(
-                            other,
-                            format!("unknown parameter `{other}`; use {}", known.join(", ")),
-                        ));
-                    }
-                },
-            }
-        }
-        Ok(parsed)
-    }
-
-    /// The cursor as a number (attempt and message lists page by sequence).
-    fn numeric_cursor(&self) -> Result<Option<i64>, ApiError> {
-        self.cursor
-            .as_deref()
-            .map(|cursor| {
-                cursor.parse().map_err(|_| {
-                    ApiError::invalid_query(
-                        "cursor",
-                        format!("`{cursor}` is not a cursor from this list"),
-                    )
-                })
-            })
-            .transpose()
-    }
 }
 
 /// Creates an endpoint with a new signing secret (read it at `GET …/secret`).
@@ -447,13 +353,6 @@ pub struct Recover {
     /// Messages accepted before this time (RFC 3339); now when absent.
     #[schema(format = DateTime)]
     until: Option<String>,
-}
-
-fn timestamp(text: &str, path: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse_rfc3339(text).ok_or_else(|| {
-        ApiError::unprocessable("invalid_field", format!("`{text}` is not an RFC 3339 time"))
-            .at(path)
-    })
 }
 
 /// Resends, in the background, every delivery to the endpoint that failed for good, of

@@ -40,7 +40,7 @@ pub(super) fn retry_failed(
 pub(super) fn cancel(connection: &Connection, id: &ExecutionId) -> Result<Control, StoreError> {
     match status_of(connection, id.as_str())? {
         None => Ok(Control::NotFound),
-        Some(ExecutionStatus::Queued | ExecutionStatus::Retrying) => {
+        Some(ExecutionStatus::Queued | ExecutionStatus::Retrying | ExecutionStatus::Waiting) => {
             mark_cancelled(connection, id.as_str())?;
             Ok(Control::Applied)
         }
@@ -75,7 +75,7 @@ pub(super) fn cancel_requeued(connection: &Connection) -> Result<(), StoreError>
     connection
         .prepare_cached(
             "UPDATE executions SET status = 'cancelled', finished_at = ?1, error = ?2, cancel_requested = 0
-              WHERE cancel_requested = 1 AND status IN ('queued', 'retrying')",
+              WHERE cancel_requested = 1 AND status IN ('queued', 'retrying', 'waiting')",
         )?
         .execute(params![Timestamp::now().millis(), error.to_string()])?;
     Ok(())

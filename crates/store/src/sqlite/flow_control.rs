@@ -36,12 +36,12 @@ pub(super) fn lease_candidates(
                       AND t.throttle_key = e.throttle_key
                       AND t.started_at > ?1 - e.throttle_per_ms) AS started
              FROM executions e
-            WHERE e.status IN ('queued', 'retrying') AND e.run_at <= ?1
+            WHERE e.status IN ('queued', 'retrying', 'waiting') AND e.run_at <= ?1
               AND (e.ordering_key IS NULL OR NOT EXISTS (
                     SELECT 1 FROM executions o
                      WHERE o.integration = e.integration AND o.flow = e.flow
                        AND o.ordering_key = e.ordering_key AND o.id < e.id
-                       AND o.status IN ('queued', 'running', 'retrying'))))
+                       AND o.status IN ('queued', 'running', 'retrying', 'waiting'))))
          SELECT id, integration, flow, concurrency_key, concurrency_limit, running,
                 throttle_key, throttle_count, started
            FROM candidates

@@ -1,6 +1,7 @@
 //! The embedded store: SQLite in WAL mode in a data folder.
 
 mod alerts;
+mod bus;
 mod control;
 mod flow_control;
 mod outbound;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("schema_7.sql")),
     (8, include_str!("schema_8.sql")),
     (9, include_str!("schema_9.sql")),
+    (10, include_str!("schema_10.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -215,6 +217,9 @@ fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
         next_attempt_at: (status == ExecutionStatus::Retrying)
             .then(|| row.get(9).map(Timestamp))
             .transpose()?,
+        resumes_at: (status == ExecutionStatus::Waiting)
+            .then(|| row.get(9).map(Timestamp))
+            .transpose()?,
         attempt: as_u32(row.get(4)?),
         created_at: Timestamp(row.get(5)?),
         started_at: row.get::<_, Option<i64>>(6)?.map(Timestamp),
@@ -226,6 +231,7 @@ fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
 fn step_from_row(row: &Row<'_>) -> Result<StepRecord, StoreError> {
     let status = match row.get::<_, String>(4)?.as_str() {
         "succeeded" => StepStatus::Succeeded,
+        "skipped" => StepStatus::Skipped,
         _ => StepStatus::Failed,
     };
     let started_at: i64 = row.get(8)?;
@@ -257,7 +263,7 @@ fn steps_of(
     only_succeeded: bool,
 ) -> Result<Vec<StepRecord>, StoreError> {
     let filter = if only_succeeded {
-        "AND status = 'succeeded'"
+        "AND status IN ('succeeded', 'skipped')"
     } else {
         ""
     };
@@ -471,7 +477,7 @@ fn write_checkpoint(
     }
     match &checkpoint.end {
         // An execution that reached its end keeps that end, even if a cancel came late.
-        None | Some(End::Retry { .. }) if cancel_requested => {
+        None | Some(End::Retry { .. } | End::Wait { .. }) if cancel_requested => {
             control::mark_cancelled(connection, id)?;
             return Ok(Checkpointed::Cancelled);
         }
@@ -503,7 +509,18 @@ fn write_checkpoint(
                 )?
                 .execute(params![id, at.millis(), serde_json::to_string(error)?])?;
         }
+        Some(End::Wait { at }) => {
+            connection
+                .prepare_cached(
+                    "UPDATE executions SET status = 'waiting', run_at = ?2, error = NULL,
+                        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+                  WHERE id = ?1",
+                )?
+                .execute(params![id, at.millis()])?;
+        }
     }
+    bus::append_events(connection, &checkpoint.events)?;
+    bus::change_state(connection, &checkpoint.state)?;
     for follow_up in &checkpoint.follow_ups {
         insert_execution(connection, follow_up)?;
     }
@@ -693,7 +710,7 @@ impl Store for SqliteStore {
                 let next: Option<i64> = connection
                     .prepare_cached(
                         "SELECT min(run_at) FROM executions
-                          WHERE status IN ('queued', 'retrying') AND run_at > ?1",
+                          WHERE status IN ('queued', 'retrying', 'waiting') AND run_at > ?1",
                     )?
                     .query_row([now.millis()], |row| row.get(0))?;
                 Ok(next.map(Timestamp))
@@ -706,7 +723,7 @@ impl Store for SqliteStore {
             .read(move |connection| {
                 let mut statement = connection.prepare_cached(
                     "SELECT integration, flow, count(*), min(run_at) FROM executions
-                     WHERE status IN ('queued', 'retrying') AND run_at <= ?1
+                     WHERE status IN ('queued', 'retrying', 'waiting') AND run_at <= ?1
                      GROUP BY integration, flow",
                 )?;
                 let rows = statement.query_map([now.millis()], |row| {
@@ -811,10 +828,20 @@ impl Store for SqliteStore {
                             LIMIT ?2)",
                     )?
                     .execute(params![ended_before.millis(), limit])?;
+                // An event goes once it is past retention and every subscriber has it.
+                let events = connection
+                    .prepare_cached(
+                        "DELETE FROM events WHERE seq IN (
+                           SELECT seq FROM events
+                            WHERE time < ?1 AND seq <= coalesce((SELECT min(seq) FROM bus_cursors), 9223372036854775807)
+                            LIMIT ?2)",
+                    )?
+                    .execute(params![ended_before.millis(), limit])?;
                 Ok(Pruned {
                     executions: executions as u64,
                     dedupe_keys: dedupe_keys as u64,
                     messages: messages as u64,
+                    events: events as u64,
                 })
             })
             .await

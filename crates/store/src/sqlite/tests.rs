@@ -61,12 +61,16 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
         logs: vec![],
         end: None,
         follow_ups: vec![],
+        events: vec![],
+        state: vec![],
     };
     store.checkpoint(checkpoint).await.unwrap();
     let finish = Checkpoint {
         execution: id.clone(),
         lease,
         follow_ups: vec![],
+        events: vec![],
+        state: vec![],
         steps: vec![],
         logs: vec![LogRecord::from_row(
             0,
@@ -103,6 +107,8 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
         logs: vec![],
         end: None,
         follow_ups: vec![],
+        events: vec![],
+        state: vec![],
     };
     store.checkpoint(checkpoint.clone()).await.unwrap();
 
@@ -253,6 +259,8 @@ async fn finish_all(store: &SqliteStore, status: ExecutionStatus) -> usize {
             execution: execution.id.clone(),
             lease: execution.lease.clone(),
             follow_ups: vec![],
+            events: vec![],
+            state: vec![],
             steps: vec![step(0, "call")],
             logs: vec![],
             end: Some(End::Finished(Finish {
@@ -359,6 +367,8 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
         execution: id.clone(),
         lease: leased[0].lease.clone(),
         follow_ups: vec![],
+        events: vec![],
+        state: vec![],
         steps: vec![failed],
         logs: vec![],
         end: Some(End::Retry {
@@ -454,6 +464,8 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
             execution: id.clone(),
             lease: leased[0].lease.clone(),
             follow_ups: vec![],
+            events: vec![],
+            state: vec![],
             steps: vec![failed],
             logs: vec![],
             end: Some(End::Finished(Finish {
@@ -488,6 +500,8 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
             logs: vec![],
             end: None,
             follow_ups: vec![],
+            events: vec![],
+            state: vec![],
         })
         .await
         .unwrap();
@@ -555,6 +569,8 @@ async fn end_lease(store: &SqliteStore, execution: &LeasedExecution, end: End) {
         logs: vec![],
         end: Some(end),
         follow_ups: vec![],
+        events: vec![],
+        state: vec![],
     };
     store.checkpoint(checkpoint).await.unwrap();
 }
@@ -649,6 +665,8 @@ async fn a_concurrency_group_runs_at_most_its_limit() {
             error: None,
         })),
         follow_ups: vec![],
+        events: vec![],
+        state: vec![],
     };
     store.checkpoint(done).await.unwrap();
     assert_eq!(lease_now(&store, &node, 10).await.len(), 1, "a slot opened");

@@ -6,9 +6,11 @@
 
 mod alerts;
 mod api;
+mod bus;
 mod cli;
 mod control;
 mod crash;
+mod flows;
 mod hooks;
 mod openapi;
 #[cfg(feature = "otel")]

@@ -1,0 +1,68 @@
+//! The `state` step: a small persisted key-value of the flow or the integration. Reads
+//! come from the store; writes go with the step's checkpoint.
+
+use serde_json::{Value, json};
+use switchboard_project::{StateAction, StateScope, StateStep};
+use switchboard_store::bus::StateChange;
+
+use super::{StepContext, StepError, StepOutcome};
+
+/// The namespace of a scope's state: `<integration>` or `<integration>/<flow>`.
+pub(crate) fn namespace(scope: StateScope, integration: &str, flow: &str) -> String {
+    match scope {
+        StateScope::Flow => format!("{integration}/{flow}"),
+        StateScope::Integration => integration.to_owned(),
+    }
+}
+
+pub(crate) async fn run(step: &StateStep, context: &StepContext<'_>) -> StepOutcome {
+    let key = match step.key.render(context.scope, context.limits) {
+        Ok(key) => key,
+        Err(source) => {
+            let error = StepError::Expression {
+                what: "key",
+                source,
+            };
+            return StepOutcome::new(json!({"key": step.key.source()}), Err(error));
+        }
+    };
+    let namespace = namespace(step.scope, context.integration, context.flow);
+    let input = json!({"key": key, "namespace": namespace});
+    let expression = |what| move |source| StepError::Expression { what, source };
+    match &step.action {
+        StateAction::Get(default) => {
+            let result = match context.store.state(&namespace, &key).await {
+                Ok(Some(value)) => Ok(value),
+                Ok(None) => match default {
+                    Some(default) => default
+                        .eval_one(context.scope, context.limits)
+                        .map_err(expression("default")),
+                    None => Ok(Value::Null),
+                },
+                Err(error) => Err(StepError::Store(error.to_string())),
+            };
+            StepOutcome::new(input, result)
+        }
+        StateAction::Set(value) => match value.eval_one(context.scope, context.limits) {
+            Ok(value) => {
+                let mut outcome = StepOutcome::new(input, Ok(value.clone()));
+                outcome.state.push(StateChange {
+                    namespace,
+                    key,
+                    value: Some(value),
+                });
+                outcome
+            }
+            Err(source) => StepOutcome::new(input, Err(expression("value")(source))),
+        },
+        StateAction::Delete => {
+            let mut outcome = StepOutcome::new(input, Ok(Value::Null));
+            outcome.state.push(StateChange {
+                namespace,
+                key,
+                value: None,
+            });
+            outcome
+        }
+    }
+}
