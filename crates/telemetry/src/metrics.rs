@@ -588,6 +588,9 @@ mod tests {
         metrics.webhook_message(false, 2);
         metrics.webhook_attempt(true, Some(200), Duration::ZERO);
         metrics.webhook_endpoint_disabled("gone");
+        metrics.events_published("api", 1);
+        metrics.events_dispatched(1);
+        metrics.event_filter_failed("a", "b");
         metrics.upkeep();
         let text = metrics.render();
         for metric in ALL {
