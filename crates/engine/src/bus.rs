@@ -121,6 +121,25 @@ impl Engine {
         self.bus.notify_one();
     }
 
+    /// The topic or pattern `subscriber` takes: its flow's `event` topic, or `*` for
+    /// the outbound endpoints (which filter by their own event types). `None` when no
+    /// flow of that name takes events.
+    pub fn subscription_topic(&self, subscriber: &str) -> Option<&str> {
+        if subscriber == WEBHOOKS_SUBSCRIBER {
+            return Some("*");
+        }
+        match &self.subscribing_flow(subscriber)?.trigger {
+            Trigger::Event(trigger) => Some(&trigger.topic),
+            _ => None,
+        }
+    }
+
+    /// The flow of a cursor name.
+    fn subscribing_flow(&self, subscriber: &str) -> Option<&Arc<Flow>> {
+        let (integration, flow) = subscriber.split_once('/')?;
+        self.project.flow(integration, flow)
+    }
+
     /// Every flow started by events, with its cursor's name (`<integration>/<flow>`).
     pub fn subscribers(&self) -> Vec<(String, &Arc<Flow>)> {
         self.project
@@ -223,7 +242,6 @@ async fn round(engine: &Engine) -> Result<bool, StoreError> {
     let Some(last) = events.last().map(Event::seq) else {
         return Ok(false);
     };
-    let subscribers = engine.subscribers();
     let mut advances = Vec::new();
     for cursor in cursors {
         let unseen: Vec<&Event> = events
@@ -234,15 +252,12 @@ async fn round(engine: &Engine) -> Result<bool, StoreError> {
             continue;
         };
         let executions = if cursor.subscriber == WEBHOOKS_SUBSCRIBER {
-            for event in &unseen {
-                engine.fan_out_event(event).await?;
-            }
+            engine.fan_out_events(&unseen).await?;
             Vec::new()
         } else {
-            subscribers
-                .iter()
-                .find(|(name, _)| *name == cursor.subscriber)
-                .map(|(_, flow)| engine.subscribed(flow, &unseen))
+            engine
+                .subscribing_flow(&cursor.subscriber)
+                .map(|flow| engine.subscribed(flow, &unseen))
                 .unwrap_or_default()
         };
         advances.push(Advance {

@@ -46,7 +46,8 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
     span.record("trace_id", trace.trace_id());
     async {
         let _running = engine.metrics.execution_started(&leased.integration, &leased.flow, trigger);
-        let run = ExecutionRun::new(engine, &leased, trigger, trace, stop);
+        let timeout = flow.as_ref().and_then(|flow| flow.timeout);
+        let run = ExecutionRun::new(engine, &leased, trigger, timeout, trace, stop);
         let result = match flow {
             Some(flow) => run.flow(&flow).await,
             None => Err(RunError::Failed(ErrorRecord {
@@ -214,6 +215,7 @@ impl<'a> ExecutionRun<'a> {
         engine: &'a Engine,
         leased: &'a LeasedExecution,
         trigger: &'static str,
+        timeout: Option<Duration>,
         trace: TraceContext,
         stop: CancellationToken,
     ) -> Self {
@@ -231,11 +233,7 @@ impl<'a> ExecutionRun<'a> {
                 )
             })
             .collect();
-        let deadline = engine
-            .project
-            .flow(&leased.integration, &leased.flow)
-            .and_then(|flow| flow.timeout)
-            .map(|timeout| (timeout, leased.created_at.after(timeout)));
+        let deadline = timeout.map(|timeout| (timeout, leased.created_at.after(timeout)));
         Self {
             engine,
             leased,

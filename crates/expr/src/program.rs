@@ -201,7 +201,8 @@ fn runtime_error(error: jaq_core::Error<Val>) -> EvalError {
     EvalError::Runtime(serde_json::from_str::<String>(&text).unwrap_or(text))
 }
 
-fn to_json(value: &Val) -> Result<Value, EvalError> {
+/// A jaq value as JSON; `NaN` and the like have no JSON form.
+pub(crate) fn to_json(value: &Val) -> Result<Value, EvalError> {
     let text = value.to_string();
     serde_json::from_str(&text).map_err(|_| EvalError::NotJson(text))
 }

@@ -95,7 +95,7 @@ impl Scope {
     pub fn last_output(&self) -> Value {
         self.steps
             .last()
-            .and_then(|(_, value)| serde_json::from_str(&value.to_string()).ok())
+            .and_then(|(_, value)| crate::program::to_json(value).ok())
             .unwrap_or(Value::Null)
     }
 

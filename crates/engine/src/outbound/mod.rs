@@ -365,49 +365,53 @@ impl Engine {
             tenant: new.tenant,
             created_at: Timestamp::now(),
         };
-        let deliveries = self.deliveries(&message, None).await?;
+        let endpoints = self.store.subscribers(message.tenant.clone()).await?;
+        let deliveries = self.deliveries(&endpoints, &message, None);
         Ok(self.create_message(message, deliveries).await?)
     }
 
-    /// Fans an event of the bus out to the endpoints whose event types match its topic,
-    /// as a message with the event's id. Nothing is stored when no endpoint takes it;
-    /// an event already fanned out is not fanned out again.
-    pub(crate) async fn fan_out_event(&self, event: &Event) -> Result<(), StoreError> {
-        if self.store.message(&event.id).await?.is_some() {
+    /// Fans events of the bus out to the endpoints whose event types match their
+    /// topics, each as a message with the event's id. Nothing is stored for an event no
+    /// endpoint takes; an event already fanned out is not fanned out again.
+    pub(crate) async fn fan_out_events(&self, events: &[&Event]) -> Result<(), StoreError> {
+        let endpoints = self.store.subscribers(None).await?;
+        if endpoints.is_empty() {
             return Ok(());
         }
-        let message = Message {
-            id: event.id.clone(),
-            event_type: event.topic.clone(),
-            payload: event.data.clone(),
-            tenant: None,
-            created_at: event.time,
-        };
-        // An event about an endpoint is not sent to that endpoint.
-        let about = [crate::bus::ENDPOINT_DISABLED, crate::bus::ATTEMPT_EXHAUSTED]
-            .contains(&event.topic.as_str())
-            .then(|| event.data["endpoint_id"].as_str())
-            .flatten();
-        let deliveries = self.deliveries(&message, about).await?;
-        if !deliveries.is_empty() {
-            self.create_message(message, deliveries).await?;
+        for event in events {
+            let message = Message {
+                id: event.id.clone(),
+                event_type: event.topic.clone(),
+                payload: event.data.clone(),
+                tenant: None,
+                created_at: event.time,
+            };
+            // An event about an endpoint is not sent to that endpoint.
+            let about = [crate::bus::ENDPOINT_DISABLED, crate::bus::ATTEMPT_EXHAUSTED]
+                .contains(&event.topic.as_str())
+                .then(|| event.data["endpoint_id"].as_str())
+                .flatten();
+            let deliveries = self.deliveries(&endpoints, &message, about);
+            if !deliveries.is_empty() && self.store.message(&event.id).await?.is_none() {
+                self.create_message(message, deliveries).await?;
+            }
         }
         Ok(())
     }
 
-    /// One delivery of `message` per enabled endpoint that takes it, but `skip`.
-    async fn deliveries(
+    /// One delivery of `message` per endpoint of `endpoints` that takes it, but `skip`.
+    fn deliveries(
         &self,
+        endpoints: &[Endpoint],
         message: &Message,
         skip: Option<&str>,
-    ) -> Result<Vec<NewDelivery>, StoreError> {
-        let endpoints = self.store.subscribers(message.tenant.clone()).await?;
-        Ok(endpoints
+    ) -> Vec<NewDelivery> {
+        endpoints
             .iter()
             .filter(|endpoint| Some(endpoint.id.as_str()) != skip)
             .filter(|endpoint| self.subscribes(endpoint, message))
             .map(|endpoint| delivery(endpoint, message, None))
-            .collect())
+            .collect()
     }
 
     async fn create_message(

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_core::{Timestamp, topic};
 use switchboard_engine::bus::{Publish, PublishError, WEBHOOKS_SUBSCRIBER};
-use switchboard_project::Trigger;
 use switchboard_store::Page;
 use switchboard_store::bus::{Cursor, Event, Published};
 use utoipa::ToSchema;
@@ -87,7 +86,7 @@ async fn publish_event(State(state): State<AppState>, body: Bytes) -> Result<Res
 }
 
 /// A subscriber of the bus and how far behind it is.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SubscriptionView {
     /// `<integration>/<flow>`, or `_webhooks` for outbound webhook endpoints.
     pub subscriber: String,
@@ -119,19 +118,10 @@ async fn subscriptions(state: &AppState) -> Result<Vec<SubscriptionView>, ApiErr
     let store = state.engine.store();
     let head = store.head().await.map_err(store_error)?;
     let cursors = store.cursors().await.map_err(store_error)?;
-    let flows = state.engine.subscribers();
     Ok(cursors
         .into_iter()
         .filter_map(|Cursor { subscriber, seq }| {
-            let topic = if subscriber == WEBHOOKS_SUBSCRIBER {
-                String::from("*")
-            } else {
-                let (_, flow) = flows.iter().find(|(name, _)| *name == subscriber)?;
-                let Trigger::Event(trigger) = &flow.trigger else {
-                    return None;
-                };
-                trigger.topic.clone()
-            };
+            let topic = state.engine.subscription_topic(&subscriber)?.to_owned();
             Some(SubscriptionView {
                 subscriber,
                 topic,
@@ -159,12 +149,7 @@ async fn list_topics(
             subscribers: subscriptions
                 .iter()
                 .filter(|subscription| topic::matches(&subscription.topic, &stats.topic))
-                .map(|subscription| SubscriptionView {
-                    subscriber: subscription.subscriber.clone(),
-                    topic: subscription.topic.clone(),
-                    cursor: subscription.cursor.clone(),
-                    lag: subscription.lag,
-                })
+                .cloned()
                 .collect(),
             topic: stats.topic,
             events: stats.events,
@@ -268,13 +253,9 @@ async fn rewind_subscription(
     };
     let Some(topic) = state
         .engine
-        .subscribers()
-        .into_iter()
-        .find(|(name, _)| *name == subscriber)
-        .and_then(|(_, flow)| match &flow.trigger {
-            Trigger::Event(trigger) => Some(trigger.topic.clone()),
-            _ => None,
-        })
+        .subscription_topic(&subscriber)
+        .filter(|_| subscriber != WEBHOOKS_SUBSCRIBER)
+        .map(str::to_owned)
     else {
         return Err(not_found());
     };
