@@ -1,6 +1,7 @@
 //! One execution: its steps in order, each checkpointed as it finishes.
 
 mod blocks;
+mod call;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_core::{HumanDuration, Timestamp};
+use switchboard_core::{ExecutionId, HumanDuration, Timestamp};
 use switchboard_expr::Scope;
 use switchboard_project::{Flow, Step, StepKind};
 use switchboard_store::bus::{NewEvent, StateChange};
@@ -57,18 +58,21 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
             })),
         };
         let end = match result {
-            Ok(()) => Some(End::Finished(Finish { status: ExecutionStatus::Succeeded, error: None })),
+            Ok(output) => {
+                let output = Some(engine.secrets.redact_json(&output));
+                Some(End::Finished(Finish { status: ExecutionStatus::Succeeded, error: None, output }))
+            }
             Err(RunError::Failed(error)) => {
                 tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), "Execution failed.");
-                Some(End::Finished(Finish { status: ExecutionStatus::Failed, error: Some(error) }))
+                Some(End::Finished(Finish { status: ExecutionStatus::Failed, error: Some(error), output: None }))
             }
             Err(RunError::Retry { at, error }) => {
                 tracing::info!(code = %error.code, step = error.step.as_deref().unwrap_or(""), next_attempt_at = %at, "Step failed; it will be tried again.");
                 Some(End::Retry { at, error })
             }
-            Err(RunError::Sleep { at }) => {
-                tracing::info!(resumes_at = %at, "Execution sleeps.");
-                Some(End::Wait { at })
+            Err(RunError::Wait { at, awaiting }) => {
+                tracing::info!(resumes_at = %at, awaiting = awaiting.len(), "Execution waits.");
+                Some(End::Wait { at, awaiting })
             }
             // The store ends the execution `cancelled` at this checkpoint.
             Err(RunError::CancelRequested) => None,
@@ -122,10 +126,13 @@ enum RunError {
         /// The failure.
         error: ErrorRecord,
     },
-    /// A `sleep` step waits: the execution resumes at `at`.
-    Sleep {
-        /// When.
+    /// A `sleep` step, or a `call` waiting for its child: the execution resumes at
+    /// `at`, or when one of `awaiting` ends.
+    Wait {
+        /// When, at the latest.
         at: Timestamp,
+        /// The children whose end wakes it.
+        awaiting: Vec<ExecutionId>,
     },
     /// The store refused a checkpoint: the execution is someone else's now, or will be.
     Lost(StoreError),
@@ -138,7 +145,8 @@ enum RunError {
 impl RunError {
     /// Of two ways branches running side by side stopped, the one the execution
     /// stops by: losing the lease, then a cancel, then a failure; two waits become
-    /// the earlier one (a retry taking precedence over a sleep).
+    /// the earlier one, waking for the children of both (a retry taking precedence
+    /// over a wait: its resume looks at the children again).
     fn worse(self, other: Self) -> Self {
         fn rank(error: &RunError) -> u8 {
             match error {
@@ -147,17 +155,29 @@ impl RunError {
                 RunError::CancelRequested => 3,
                 RunError::Failed(_) => 2,
                 RunError::Retry { .. } => 1,
-                RunError::Sleep { .. } => 0,
+                RunError::Wait { .. } => 0,
             }
         }
         match (self, other) {
             (Self::Retry { at, error }, Self::Retry { at: other, .. })
-            | (Self::Retry { at, error }, Self::Sleep { at: other })
-            | (Self::Sleep { at: other }, Self::Retry { at, error }) => Self::Retry {
+            | (Self::Retry { at, error }, Self::Wait { at: other, .. })
+            | (Self::Wait { at: other, .. }, Self::Retry { at, error }) => Self::Retry {
                 at: at.min(other),
                 error,
             },
-            (Self::Sleep { at }, Self::Sleep { at: other }) => Self::Sleep { at: at.min(other) },
+            (
+                Self::Wait { at, mut awaiting },
+                Self::Wait {
+                    at: other,
+                    awaiting: more,
+                },
+            ) => {
+                awaiting.extend(more);
+                Self::Wait {
+                    at: at.min(other),
+                    awaiting,
+                }
+            }
             (first, second) => {
                 if rank(&second) > rank(&first) {
                     second
@@ -176,6 +196,10 @@ struct Pending {
     logs: Vec<LogRecord>,
     events: Vec<NewEvent>,
     state: Vec<StateChange>,
+    /// Executions started by `call` steps.
+    children: Vec<NewExecution>,
+    /// The answer of the first `respond` step.
+    response: Option<Value>,
     next_step_seq: u32,
     next_log_seq: u32,
 }
@@ -270,9 +294,10 @@ impl<'a> ExecutionRun<'a> {
         }
     }
 
-    async fn flow(&self, flow: &Flow) -> Result<(), RunError> {
+    /// Runs the flow; returns the output of its last step that ran.
+    async fn flow(&self, flow: &Flow) -> Result<Value, RunError> {
         let mut frame = self.root_frame();
-        self.steps(flow, &flow.steps, &mut frame).await.map(drop)
+        self.steps(flow, &flow.steps, &mut frame).await
     }
 
     /// Runs a list of steps in `frame`; returns the output of the last one that ran.
@@ -373,9 +398,21 @@ impl<'a> ExecutionRun<'a> {
                 if let Some(until) = until
                     && until > Timestamp::now()
                 {
-                    return Err(RunError::Sleep { at: until });
+                    return Err(RunError::Wait {
+                        at: until,
+                        awaiting: Vec::new(),
+                    });
                 }
                 let output = done.map_or(Value::Null, |done| done.output.clone());
+                frame.scope.set_step(&step.id, &output);
+                Ok(Some(output))
+            }
+            StepKind::Call(call) => {
+                let output = match done {
+                    Some(done) if done.status == StepStatus::Succeeded => done.output.clone(),
+                    Some(done) => self.call_ended(step, &record_id, call, done).await?,
+                    None => self.call(step, &record_id, call, frame).await?,
+                };
                 frame.scope.set_step(&step.id, &output);
                 Ok(Some(output))
             }
@@ -485,6 +522,9 @@ impl<'a> ExecutionRun<'a> {
             let mut pending = self.lock();
             pending.events.extend(outcome.events);
             pending.state.extend(outcome.state);
+            if let (StepKind::Respond(_), Ok(answer)) = (&step.kind, &outcome.result) {
+                pending.response.get_or_insert_with(|| answer.clone());
+            }
         }
         self.record(
             step,
@@ -565,6 +605,29 @@ impl<'a> ExecutionRun<'a> {
         );
         self.log(LogLevel::Error, Some(record_id), record.message.clone());
         RunError::Failed(record)
+    }
+
+    /// Records a step the executor ran itself (a block, a `call`) as succeeded with
+    /// `output`, and commits it.
+    async fn succeeded(
+        &self,
+        step: &Step,
+        record_id: &str,
+        input: Value,
+        output: &Value,
+        started_at: Timestamp,
+    ) -> Result<(), RunError> {
+        self.record(
+            step,
+            record_id,
+            StepStatus::Succeeded,
+            input,
+            Some(output.clone()),
+            None,
+            started_at,
+            1,
+        );
+        self.checkpoint(None).await
     }
 
     /// Adds a step record to what the next checkpoint writes.
@@ -685,15 +748,18 @@ impl<'a> ExecutionRun<'a> {
             }
             end
         });
-        let follow_ups: Vec<NewExecution> = match &end {
+        let mut follow_ups: Vec<NewExecution> = match &end {
             Some(End::Finished(Finish {
                 status: ExecutionStatus::Failed,
                 error,
+                ..
             })) => self.on_error(error.as_ref()).into_iter().collect(),
             _ => Vec::new(),
         };
+        let ends = matches!(end, Some(End::Finished(_)));
         let checkpoint = {
             let mut pending = self.lock();
+            follow_ups.append(&mut pending.children);
             Checkpoint {
                 execution: self.leased.id.clone(),
                 lease: self.leased.lease.clone(),
@@ -703,13 +769,18 @@ impl<'a> ExecutionRun<'a> {
                 follow_ups,
                 events: std::mem::take(&mut pending.events),
                 state: std::mem::take(&mut pending.state),
+                response: pending.response.take(),
             }
         };
         let wake = !checkpoint.follow_ups.is_empty();
+        let answered = ends || checkpoint.response.is_some();
         let published = checkpoint.events.len();
         let checkpointed = self.engine.store.checkpoint(checkpoint).await?;
         if wake {
             self.engine.wake.notify_one();
+        }
+        if answered {
+            self.engine.answered(&self.leased.id);
         }
         if published > 0 && checkpointed == Checkpointed::Saved {
             self.engine.metrics.events_published("flow", published);

@@ -24,6 +24,7 @@ mod alerts;
 mod bulk;
 pub mod bus;
 mod execution;
+pub mod invoke;
 pub mod outbound;
 mod retention;
 mod steps;
@@ -37,7 +38,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Secrets, Timestamp};
 use switchboard_expr::Limits;
 use switchboard_project::Project;
-use switchboard_store::outbound::DELIVERY_INTEGRATION;
+use switchboard_store::outbound::{CALLBACK_FLOW, DELIVERY_INTEGRATION};
 use switchboard_store::{Control, NewExecution, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
@@ -123,6 +124,8 @@ pub struct Engine {
     bus: Notify,
     in_flight: Mutex<HashMap<ExecutionId, InFlight>>,
     bulk: bulk::BulkJobs,
+    /// Synchronous callers waiting for answers.
+    waiters: invoke::Waiters,
 }
 
 impl Engine {
@@ -155,6 +158,7 @@ impl Engine {
             bus: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             bulk: bulk::BulkJobs::default(),
+            waiters: invoke::Waiters::default(),
         }))
     }
 
@@ -250,7 +254,11 @@ impl Engine {
                 running.spawn(async move {
                     let id = execution.id.clone();
                     if execution.integration == DELIVERY_INTEGRATION {
-                        outbound::deliver(&engine, execution, stop).await;
+                        if execution.flow == CALLBACK_FLOW {
+                            outbound::callback(&engine, execution, stop).await;
+                        } else {
+                            outbound::deliver(&engine, execution, stop).await;
+                        }
                     } else {
                         execution::run(&engine, execution, stop).await;
                     }
@@ -328,6 +336,9 @@ impl Engine {
     /// is stopped, and elsewhere it stops at its next checkpoint.
     pub async fn cancel(&self, id: &ExecutionId) -> Result<Control, StoreError> {
         let control = self.store.cancel(id).await?;
+        if control == Control::Applied {
+            self.answered(id);
+        }
         if control == Control::Applied
             && let Some(cancelled) = self.store.execution(id).await?
         {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use switchboard_expr::{EvalError, Expr, Scope, Template};
 use switchboard_project::load::DEFAULT_DEDUPE_WINDOW;
-use switchboard_project::{Flow, Trigger, VerifyScheme, WebhookTrigger};
+use switchboard_project::{Flow, VerifyScheme, WebhookTrigger};
 use switchboard_store::{
     ConcurrencyGroup, DedupeKey, Enqueued, NewExecution, StoreError, ThrottleGroup,
 };
@@ -53,7 +53,7 @@ impl Engine {
         input: Value,
     ) -> Result<NewExecution, SubmitError> {
         let mut new = NewExecution::new(&flow.integration, &flow.name, trigger, input);
-        if let Trigger::Webhook(webhook) = &flow.trigger {
+        if let Some(webhook) = flow.trigger.request() {
             new.dedupe = self.webhook_dedupe(flow, webhook, &new)?;
         }
         if let Some(concurrency) = &flow.concurrency {
@@ -157,7 +157,7 @@ impl Engine {
         trigger: &Value,
         input: &Value,
     ) -> Result<Option<Value>, SubmitError> {
-        let Trigger::Webhook(webhook) = &flow.trigger else {
+        let Some(webhook) = flow.trigger.request() else {
             return Ok(None);
         };
         let Some(program) = &webhook.challenge else {

@@ -7,17 +7,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
+use switchboard_core::HumanDuration;
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    Backoff, BodyFormat, Concurrency, ConfigVar, Debounce, Dedupe, EventTrigger, Flow, Integration,
-    Project, RetryPolicy, SLACK_CHALLENGE, Throttle, Trigger, WebhookTrigger,
+    Backoff, BodyFormat, CallStep, CallTarget, Concurrency, ConfigVar, Debounce, Dedupe,
+    EventTrigger, Flow, Integration, Project, RetryPolicy, SLACK_CHALLENGE, Step, StepKind,
+    SyncAnswer, Throttle, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
-use crate::spec::{EventTriggerSpec, FlowSpec, IntegrationSpec, RetrySpec, TriggerSpec};
+use crate::spec::{
+    EventTriggerSpec, FlowSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec, WebhookSpec,
+};
 
 /// How long a webhook's de-duplication key holds, when not given.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a synchronous caller waits for the flow's answer, when not given.
+pub const DEFAULT_SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest a synchronous caller may be kept waiting.
+pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(300);
 
 /// The header an `http` step's idempotency key goes in, when not given.
 pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -82,6 +92,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Project, Problems> {
     }
     let mut project = Project::default();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut calls = Vec::new();
     for file in files {
         let source = match std::fs::read_to_string(&file) {
             Ok(source) => source,
@@ -99,9 +110,19 @@ pub fn load(paths: &[PathBuf]) -> Result<Project, Problems> {
             file: &file,
             source: &source,
             problems: Vec::new(),
+            integration: String::new(),
+            calls: Vec::new(),
         };
         let integration = checker.integration();
         problems.append(&mut checker.problems);
+        let named = std::mem::take(&mut checker.calls);
+        calls.extend(named.into_iter().map(|call| {
+            let message = format!(
+                "`call` names `{}/{}`, which is not a flow of the project",
+                call.integration, call.flow
+            );
+            (checker.problem_at(&call.at, message), call)
+        }));
         let Some((integration, name_at)) = integration else {
             continue;
         };
@@ -120,6 +141,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Project, Problems> {
         project
             .integrations
             .insert(integration.name.clone(), Arc::new(integration));
+    }
+    for (problem, call) in calls {
+        if project.flow(&call.integration, &call.flow).is_none() {
+            problems.push(problem);
+        }
     }
     if problems.is_empty() {
         Ok(project)
@@ -185,6 +211,17 @@ struct FileChecker<'a> {
     file: &'a Path,
     source: &'a str,
     problems: Vec<Problem>,
+    /// The integration's name, once read.
+    integration: String,
+    /// The flows `call` steps name, checked once every file is loaded.
+    calls: Vec<CallRef>,
+}
+
+/// A flow a `call` step names, and where.
+struct CallRef {
+    at: Location,
+    integration: String,
+    flow: String,
 }
 
 impl FileChecker<'_> {
@@ -234,6 +271,7 @@ impl FileChecker<'_> {
             }
         };
         let name = spec.name.value.clone();
+        self.integration = name.clone();
         if !is_name(&name) {
             self.report(
                 &spec.name.referenced,
@@ -354,16 +392,20 @@ impl FileChecker<'_> {
                 None
             }
         };
-        let steps = match steps {
-            Some(steps) if !steps.value.is_empty() => self.flow_steps(&steps.value),
-            Some(steps) => {
-                self.report(&steps.referenced, format!("the flow `{name}` has no steps"));
+        let dispatch = trigger
+            .as_ref()
+            .and_then(Trigger::request)
+            .and_then(|request| request.dispatch.clone());
+        let steps = match (steps, dispatch) {
+            (None, Some(dispatch)) => vec![dispatch_step(dispatch, &trigger)],
+            (Some(steps), Some(_)) => {
+                self.report(
+                    &steps.referenced,
+                    format!("the flow `{name}` dispatches each request to another flow, so it has no steps of its own"),
+                );
                 Vec::new()
             }
-            None => {
-                self.report(&at, format!("the flow `{name}` has no steps"));
-                Vec::new()
-            }
+            (steps, None) => self.steps_of(name, &at, steps),
         };
         let retry = retry.as_ref().and_then(|retry| self.retry(retry));
         let trigger = trigger?;
@@ -383,6 +425,26 @@ impl FileChecker<'_> {
         })
     }
 
+    /// A flow's steps, which it must have.
+    fn steps_of(
+        &mut self,
+        name: &str,
+        at: &Location,
+        steps: Option<Spanned<Vec<StepSpec>>>,
+    ) -> Vec<Step> {
+        match steps {
+            Some(steps) if !steps.value.is_empty() => self.flow_steps(&steps.value),
+            Some(steps) => {
+                self.report(&steps.referenced, format!("the flow `{name}` has no steps"));
+                Vec::new()
+            }
+            None => {
+                self.report(at, format!("the flow `{name}` has no steps"));
+                Vec::new()
+            }
+        }
+    }
+
     fn trigger(&mut self, spec: Spanned<TriggerSpec>) -> Option<Trigger> {
         let at = spec.referenced;
         let TriggerSpec {
@@ -390,18 +452,22 @@ impl FileChecker<'_> {
             alert,
             error,
             event,
+            invoke,
+            call,
         } = spec.value;
         let kinds = [
             webhook.is_some(),
             alert.is_some(),
             error.is_some(),
             event.is_some(),
+            invoke.is_some(),
+            call.is_some(),
         ];
         if kinds.iter().filter(|set| **set).count() != 1 {
             let message = if kinds.contains(&true) {
-                "a trigger has one kind: `webhook`, `event`, `alert` or `error`"
+                "a trigger has one kind: `webhook`, `invoke`, `event`, `call`, `alert` or `error`"
             } else {
-                "the trigger names no kind: write `webhook: {}`, `event: {topic: ...}`, `alert: {}` or `error: {}`"
+                "the trigger names no kind: write `webhook: {}`, `invoke: {}`, `event: {topic: ...}`, `call: {}`, `alert: {}` or `error: {}`"
             };
             self.report(&at, message);
             return None;
@@ -412,10 +478,30 @@ impl FileChecker<'_> {
         if error.is_some() {
             return Some(Trigger::Error);
         }
+        if call.is_some() {
+            return Some(Trigger::Call);
+        }
         if let Some(event) = event {
             return self.event_trigger(&event).map(Trigger::Event);
         }
+        if let Some(invoke) = invoke {
+            return self
+                .request_trigger(invoke, &at, true)
+                .map(|invoke| Trigger::Invoke(Box::new(invoke)));
+        }
         let webhook = webhook?;
+        self.request_trigger(webhook, &at, false)
+            .map(|webhook| Trigger::Webhook(Box::new(webhook)))
+    }
+
+    /// The settings of a `webhook` or (`invoke: true`) `invoke` trigger.
+    fn request_trigger(
+        &mut self,
+        webhook: WebhookSpec,
+        at: &Location,
+        invoke: bool,
+    ) -> Option<WebhookTrigger> {
+        let at = *at;
         let mut methods = Vec::new();
         for method in webhook.methods.unwrap_or_default() {
             let upper = method.value.to_ascii_uppercase();
@@ -476,13 +562,60 @@ impl FileChecker<'_> {
             let refs = StepRefs::NONE;
             self.expr(challenge, "challenge", &refs)
         });
-        Some(Trigger::Webhook(Box::new(WebhookTrigger {
+        let sync = match webhook.mode.as_ref().map(|mode| mode.value.as_str()) {
+            Some("sync") => true,
+            None => invoke,
+            Some("async") if !invoke => false,
+            Some(other) => {
+                let mode_at = webhook.mode.as_ref().map_or(at, |mode| mode.referenced);
+                let message = if invoke {
+                    format!(
+                        "`mode` is `{other}`; an `invoke` always answers synchronously, so leave `mode` out"
+                    )
+                } else {
+                    format!("`mode` is `{other}`; it must be `async` (the default) or `sync`")
+                };
+                self.report(&mode_at, message);
+                invoke
+            }
+        };
+        if !sync && (webhook.wait.is_some() || webhook.callback.is_some()) {
+            self.report(
+                &at,
+                "`wait` and `callback` go with `mode: sync`: an asynchronous hook answers at once",
+            );
+        }
+        let callback_secret = webhook.callback.as_ref().and_then(|callback| {
+            self.template(&callback.secret, "callback secret", &StepRefs::NONE)
+        });
+        let wait = webhook.wait.map_or(DEFAULT_SYNC_WAIT, Duration::from);
+        if wait > MAX_SYNC_WAIT {
+            self.report(
+                &at,
+                format!(
+                    "`wait` is {}; a caller waits at most {} (past it, answer 202 and call back)",
+                    HumanDuration(wait),
+                    HumanDuration(MAX_SYNC_WAIT)
+                ),
+            );
+        }
+        let sync = sync.then_some(SyncAnswer {
+            wait,
+            callback_secret,
+        });
+        let dispatch = webhook
+            .dispatch
+            .as_ref()
+            .and_then(|dispatch| self.expr(dispatch, "dispatch", &StepRefs::NONE));
+        Some(WebhookTrigger {
             methods,
             accept,
             dedupe,
             verify,
             challenge,
-        })))
+            sync,
+            dispatch,
+        })
     }
 
     fn event_trigger(&mut self, spec: &EventTriggerSpec) -> Option<EventTrigger> {
@@ -750,6 +883,25 @@ fn parse_rate(text: &str) -> Option<(u32, Duration)> {
     };
     let per = Duration::from(per.parse::<switchboard_core::HumanDuration>().ok()?);
     (!per.is_zero()).then_some((count, per))
+}
+
+/// The one step of a dispatching flow: it starts the flow `dispatch` names with this
+/// execution's trigger and input, and waits for it when the caller waits.
+fn dispatch_step(dispatch: Expr, trigger: &Option<Trigger>) -> Step {
+    let wait = trigger
+        .as_ref()
+        .and_then(Trigger::request)
+        .is_some_and(|request| request.sync.is_some());
+    Step {
+        id: String::from("dispatch"),
+        kind: StepKind::Call(Box::new(CallStep {
+            target: CallTarget::Dispatch(dispatch),
+            input: None,
+            wait,
+        })),
+        retry: None,
+        when: None,
+    }
 }
 
 fn is_name(name: &str) -> bool {

@@ -204,6 +204,10 @@ pub enum Trigger {
     Error,
     /// An event on the built-in bus; the input is its data.
     Event(EventTrigger),
+    /// A synchronous call to `/invoke/<integration>/<flow>`; the caller waits.
+    Invoke(Box<WebhookTrigger>),
+    /// Another flow's `call` step or dispatch; the input is what it passed.
+    Call,
 }
 
 /// The `event` trigger, compiled.
@@ -223,6 +227,16 @@ impl Trigger {
             Self::Alert => "alert",
             Self::Error => "error",
             Self::Event(_) => "event",
+            Self::Invoke(_) => "invoke",
+            Self::Call => "call",
+        }
+    }
+
+    /// The settings of a trigger that takes HTTP requests (`webhook`, `invoke`).
+    pub fn request(&self) -> Option<&WebhookTrigger> {
+        match self {
+            Self::Webhook(webhook) | Self::Invoke(webhook) => Some(webhook),
+            _ => None,
         }
     }
 }
@@ -240,6 +254,20 @@ pub struct WebhookTrigger {
     pub verify: Option<Verify>,
     /// The answer to a provider's handshake request (`null`: not a handshake).
     pub challenge: Option<Expr>,
+    /// Set when the caller waits for the flow's answer.
+    pub sync: Option<SyncAnswer>,
+    /// The program naming the sibling flow each request goes to.
+    pub dispatch: Option<Expr>,
+}
+
+/// How a synchronous trigger answers.
+#[derive(Debug, Clone)]
+pub struct SyncAnswer {
+    /// How long the caller waits before getting `202`.
+    pub wait: Duration,
+    /// The secret the answer is signed with when posted to a callback URL; without it,
+    /// callers cannot ask for a callback.
+    pub callback_secret: Option<Template>,
 }
 
 /// The `challenge: slack` handshake: Slack's `url_verification` request is answered with
@@ -374,6 +402,56 @@ pub enum StepKind {
     State(Box<StateStep>),
     /// End the execution as failed.
     Fail(Box<FailStep>),
+    /// Run another flow as a child execution.
+    Call(Box<CallStep>),
+    /// Answer the synchronous caller.
+    Respond(Box<RespondStep>),
+}
+
+/// The `call` step (and a dispatch), compiled.
+#[derive(Debug)]
+pub struct CallStep {
+    /// The flow it starts.
+    pub target: CallTarget,
+    /// The child's input; `None`: this execution's input.
+    pub input: Option<Expr>,
+    /// Whether the step waits for the child's end and takes its output.
+    pub wait: bool,
+}
+
+/// The flow a `call` starts.
+#[derive(Debug)]
+pub enum CallTarget {
+    /// A flow named in the YAML.
+    Flow {
+        /// Its integration.
+        integration: String,
+        /// Its name.
+        flow: String,
+    },
+    /// A dispatch: a program over the request naming a flow of the same integration.
+    /// The child gets this execution's trigger, and its answer is this one's.
+    Dispatch(Expr),
+}
+
+/// The `respond` step, compiled.
+#[derive(Debug)]
+pub struct RespondStep {
+    /// The status.
+    pub status: ResponseStatus,
+    /// The headers, by name.
+    pub headers: Vec<(String, Template)>,
+    /// The body; `None`: no body.
+    pub body: Option<Expr>,
+}
+
+/// A `respond` status.
+#[derive(Debug)]
+pub enum ResponseStatus {
+    /// A fixed status.
+    Code(u16),
+    /// A program giving the status.
+    Program(Expr),
 }
 
 /// The `if` step, compiled.
@@ -486,6 +564,11 @@ impl StepKind {
             Self::Sleep(_) => "sleep",
             Self::State(_) => "state",
             Self::Fail(_) => "fail",
+            Self::Call(call) => match call.target {
+                CallTarget::Flow { .. } => "call",
+                CallTarget::Dispatch(_) => "dispatch",
+            },
+            Self::Respond(_) => "respond",
         }
     }
 }

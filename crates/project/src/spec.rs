@@ -158,6 +158,13 @@ pub struct TriggerSpec {
     /// An event on the built-in bus.
     #[serde(default)]
     pub event: Option<EventTriggerSpec>,
+    /// A synchronous call at `/invoke/<integration>/<flow>`: the caller waits for the
+    /// answer. It takes a webhook's settings, and answers as `mode: sync`.
+    #[serde(default)]
+    pub invoke: Option<WebhookSpec>,
+    /// Only other flows start it, with a `call` step or a dispatch.
+    #[serde(default)]
+    pub call: Option<AlertTriggerSpec>,
 }
 
 /// The `event` trigger.
@@ -204,6 +211,29 @@ pub struct WebhookSpec {
     /// that is not a handshake. A handshake is answered `200` and starts nothing.
     #[serde(default)]
     pub challenge: Option<Spanned<String>>,
+    /// `async` (default): the caller gets `202` once the request is durable; `sync`: the
+    /// caller waits for the flow's answer, as with `invoke`.
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
+    /// How long a synchronous caller waits before getting `202` (default `10s`).
+    #[serde(default)]
+    pub wait: Option<HumanDuration>,
+    /// How the answer is signed when it is posted to the caller's callback URL.
+    #[serde(default)]
+    pub callback: Option<CallbackSpec>,
+    /// A jq program over the request giving the name of a flow of this integration that
+    /// handles it; the flow then has no steps of its own.
+    #[serde(default)]
+    pub dispatch: Option<Spanned<String>>,
+}
+
+/// The `callback` of a synchronous trigger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSpec {
+    /// The Standard Webhooks secret (`whsec_…`) the callback is signed with, a template
+    /// (`${{ $secrets.CALLBACK_SECRET }}`).
+    pub secret: Spanned<String>,
 }
 
 /// The `verify` of a webhook trigger.
@@ -281,12 +311,59 @@ pub struct StepSpec {
     /// Ends the execution as failed, on purpose.
     #[serde(default)]
     pub fail: Option<Spanned<FailSpec>>,
+    /// Runs another flow as a child execution.
+    #[serde(default)]
+    pub call: Option<Spanned<CallSpec>>,
+    /// Answers the synchronous caller and goes on.
+    #[serde(default)]
+    pub respond: Option<Spanned<RespondSpec>>,
     /// A jq condition: when it is false (or null) the step is skipped.
     #[serde(default)]
     pub when: Option<Spanned<String>>,
     /// How the step is tried again when it fails in a way that may pass.
     #[serde(default)]
     pub retry: Option<Spanned<RetrySpec>>,
+}
+
+/// The `call` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    /// The flow: `name` in this integration, or `integration/name`.
+    pub flow: Spanned<String>,
+    /// A jq program giving the child's input (default: this execution's input, `.`).
+    #[serde(default)]
+    pub input: Option<Spanned<String>>,
+    /// Whether to wait for the child and take its output (default `true`); `false`
+    /// starts it and goes on.
+    #[serde(default)]
+    pub wait: Option<bool>,
+}
+
+/// The `respond` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondSpec {
+    /// The HTTP status: a number, or a jq program giving one (default `200`).
+    #[serde(default)]
+    pub status: Option<Spanned<StatusSpec>>,
+    /// Answer headers; values are templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// A jq program giving the body: a string is sent as text, anything else as JSON
+    /// (default: no body).
+    #[serde(default)]
+    pub body: Option<Spanned<String>>,
+}
+
+/// A `respond` status: a number, or a jq program.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    /// A fixed status.
+    Code(u16),
+    /// A jq program giving the status.
+    Program(String),
 }
 
 /// The `if` step.

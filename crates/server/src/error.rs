@@ -102,6 +102,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_body", message).at("body")
     }
 
+    /// 400 `invalid_callback`: the callback URL cannot be used.
+    pub fn invalid_callback(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_callback", message).at("callback_url")
+    }
+
     /// 409 `conflict`: the action does not fit the resource's state.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)

@@ -4,6 +4,8 @@
 //! parsed by the flow's `accept` and its content type; the execution is queued; and only
 //! once the store has committed it is the caller answered `202 {"execution_id": …}`.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -13,7 +15,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value, json};
 use switchboard_core::{ExecutionId, Timestamp};
 use switchboard_engine::SubmitError;
-use switchboard_project::{BodyFormat, Flow, Trigger};
+use switchboard_project::{BodyFormat, Flow};
 use switchboard_store::Enqueued;
 use switchboard_telemetry::metrics::WebhookOutcome;
 
@@ -64,23 +66,55 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let flow = state
+    let flow = request_flow(&state, &integration, &flow_name, "webhook")?;
+    intake(&state, &flow, method, uri, headers, body).await
+}
+
+/// The flow of `integration` named `flow` whose trigger is of `kind` (`webhook` or
+/// `invoke`); a 404 naming what was asked for when there is none.
+pub(crate) fn request_flow(
+    state: &AppState,
+    integration: &str,
+    flow: &str,
+    kind: &str,
+) -> Result<Arc<Flow>, ApiError> {
+    let found = state
         .engine
         .project()
-        .flow(&integration, &flow_name)
-        .filter(|flow| matches!(flow.trigger, Trigger::Webhook(_)))
+        .flow(integration, flow)
+        .filter(|found| found.trigger.kind() == kind)
         .cloned();
-    let accepted = match &flow {
-        Some(flow) => accept(&state, flow, method, uri, headers, body).await,
-        None => Err(ApiError::not_found(format!(
-            "no webhook flow `{flow_name}` in integration `{integration}`"
-        ))),
+    found.ok_or_else(|| {
+        state
+            .engine
+            .metrics()
+            .webhook_received("", "", WebhookOutcome::Rejected("not_found"));
+        ApiError::not_found(format!(
+            "no {kind} flow `{flow}` in integration `{integration}`"
+        ))
+    })
+}
+
+/// Takes a request to a `webhook` or `invoke` flow: answers `202` once it is durable,
+/// or, when the flow answers synchronously, its answer.
+pub(crate) async fn intake(
+    state: &AppState,
+    flow: &Flow,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sync = flow
+        .trigger
+        .request()
+        .and_then(|request| request.sync.as_ref());
+    let callback = match sync {
+        Some(sync) => crate::invoke::callback_url(state, sync, &uri, &headers)?,
+        None => None,
     };
-    // Names from the URL become labels only when they name a flow of the project.
-    let (integration, flow_name) = match &flow {
-        Some(flow) => (flow.integration.as_str(), flow.name.as_str()),
-        None => ("", ""),
-    };
+    let accepted = accept(state, flow, method, uri, headers, body).await;
+    let (integration, flow_name) = (flow.integration.as_str(), flow.name.as_str());
     let metrics = state.engine.metrics();
     match accepted {
         Ok(Received::Handshake(answer)) => {
@@ -100,6 +134,9 @@ pub(crate) async fn receive(
             };
             metrics.webhook_received(integration, flow_name, outcome);
             tracing::Span::current().record("execution_id", enqueued.id.as_str());
+            if let Some(sync) = sync {
+                return crate::invoke::answer(state, flow, sync, enqueued.id, callback).await;
+            }
             let accepted = Accepted {
                 execution_id: enqueued.id,
                 duplicate: enqueued.duplicate,
@@ -148,9 +185,9 @@ async fn accept(
     body: Body,
 ) -> Result<Received, ApiError> {
     let received_at = Timestamp::now();
-    let Trigger::Webhook(webhook) = &flow.trigger else {
+    let Some(webhook) = flow.trigger.request() else {
         return Err(ApiError::not_found(format!(
-            "`{}` of `{}` is not a webhook flow",
+            "`{}` of `{}` takes no requests",
             flow.name, flow.integration
         )));
     };
@@ -177,7 +214,7 @@ async fn accept(
         .unwrap_or("");
     let data = parse_body(webhook.accept, content_type, &bytes)?;
     let trigger = json!({
-        "kind": "webhook",
+        "kind": flow.trigger.kind(),
         "body": data,
         "headers": switchboard_core::headers::headers_object(&headers),
         "query": query_object(uri.query().unwrap_or("")),

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod error;
 pub mod hooks;
+pub mod invoke;
 pub mod jobs;
 mod openapi;
 pub mod telemetry;
@@ -121,6 +122,7 @@ pub async fn run(
 pub fn router(state: AppState) -> Router {
     let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(hooks::routes())
+        .merge(invoke::routes())
         .merge(api::routes())
         .merge(jobs::routes())
         .merge(telemetry::routes())

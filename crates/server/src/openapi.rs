@@ -27,10 +27,10 @@ const HOOK_PATH: &str = "/hooks/{integration}/{flow}";
             Every error answer is an `ErrorBody` whose `error.path` names the input that was wrong.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(crate::hooks::receive),
-    components(schemas(ErrorBody, ErrorDetail)),
+    paths(crate::hooks::receive, crate::invoke::invoke, crate::invoke::poll),
+    components(schemas(ErrorBody, ErrorDetail, crate::invoke::Pending)),
     tags(
-        (name = "hooks", description = "Inbound webhooks that start flows."),
+        (name = "hooks", description = "Inbound webhooks and synchronous invokes that start flows."),
         (name = "executions", description = "What ran, step by step."),
         (name = "integrations", description = "The running project."),
         (name = "alerts", description = "Alert rules and whether they fire."),

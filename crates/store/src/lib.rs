@@ -34,8 +34,8 @@ pub use outbound::OutboundStore;
 pub use records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, ConcurrencyGroup, Control, DedupeKey, End,
     Enqueued, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
-    Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Page, Pruned, QueuedFlow,
-    StepRecord, StepStatus, ThrottleGroup, WindowStats,
+    Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Outcome, Page, Parent, Pruned,
+    QueuedFlow, StepRecord, StepStatus, ThrottleGroup, WindowStats,
 };
 pub use sqlite::SqliteStore;
 
@@ -84,6 +84,13 @@ pub trait Store: OutboundStore + BusStore + Send + Sync + 'static {
 
     /// One execution with its steps and log.
     async fn execution(&self, id: &ExecutionId) -> Result<Option<ExecutionDetail>, StoreError>;
+
+    /// How an execution stands (state, output, `respond` answer), without its records.
+    async fn outcome(&self, id: &ExecutionId) -> Result<Option<Outcome>, StoreError>;
+
+    /// Asks for a signed POST of the execution's answer to `url` when it ends; `false`,
+    /// asking nothing, when it has already ended (or does not exist).
+    async fn hand_off(&self, id: &ExecutionId, url: &str) -> Result<bool, StoreError>;
 
     /// Executions matching `filter`, newest first, after `cursor` when given.
     async fn executions(

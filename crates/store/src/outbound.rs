@@ -26,6 +26,10 @@ pub const DELIVERY_INTEGRATION: &str = "_webhooks";
 /// The flow name of delivery executions.
 pub const DELIVERY_FLOW: &str = "deliver";
 
+/// The flow name of callback executions, of [`DELIVERY_INTEGRATION`] too: each posts a
+/// finished execution's answer to the URL its synchronous caller left.
+pub const CALLBACK_FLOW: &str = "callback";
+
 /// How deliveries to one endpoint are ordered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

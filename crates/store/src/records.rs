@@ -98,6 +98,17 @@ pub struct NewExecution {
     pub not_before: Option<Timestamp>,
     /// Its throttle group, when its flow has a rate.
     pub throttle: Option<ThrottleGroup>,
+    /// The execution that started it (a `call` step, a dispatch).
+    pub parent: Option<Parent>,
+}
+
+/// The execution that started another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parent {
+    /// Its id.
+    pub id: ExecutionId,
+    /// Whether it waits for the child: the child's end wakes it.
+    pub waits: bool,
 }
 
 /// A throttle group: at most `count` of its executions start per `per`.
@@ -128,6 +139,7 @@ impl NewExecution {
             debounce_key: None,
             not_before: None,
             throttle: None,
+            parent: None,
         }
     }
 }
@@ -198,6 +210,9 @@ pub enum StepStatus {
     Failed,
     /// Its `when` condition was false, so it did not run.
     Skipped,
+    /// It started something the execution waits for (a called flow); a later record of
+    /// the same step says how that ended.
+    Waiting,
 }
 
 impl StepStatus {
@@ -207,6 +222,7 @@ impl StepStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Waiting => "waiting",
         }
     }
 }
@@ -330,6 +346,8 @@ pub struct Finish {
     pub status: ExecutionStatus,
     /// Why it failed.
     pub error: Option<ErrorRecord>,
+    /// The output of its last step, when it succeeded.
+    pub output: Option<Value>,
 }
 
 /// How a lease ends, when it does.
@@ -345,11 +363,13 @@ pub enum End {
         /// The failure it retries after.
         error: ErrorRecord,
     },
-    /// A `sleep` step started: the execution is `waiting` until `at`, then runnable
-    /// again, resuming after that step.
+    /// A `sleep` step started, or a `call` waits for its child: the execution is
+    /// `waiting` until `at`, or until one of `awaiting` ends, then runnable again.
     Wait {
-        /// When it resumes.
+        /// When it resumes at the latest.
         at: Timestamp,
+        /// The child executions whose end wakes it.
+        awaiting: Vec<ExecutionId>,
     },
 }
 
@@ -372,6 +392,9 @@ pub struct Checkpoint {
     pub events: Vec<NewEvent>,
     /// Changes the steps made to flow and integration state, in the same transaction.
     pub state: Vec<StateChange>,
+    /// The answer of a `respond` step for a synchronous caller (`status`, `headers`,
+    /// `body`); the first one written stays.
+    pub response: Option<Value>,
 }
 
 /// One execution, as listed.
@@ -401,6 +424,11 @@ pub struct ExecutionSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub replay_of: Option<ExecutionId>,
+    /// The execution that started this one (a `call` step, a dispatch); its children
+    /// are listed by `?parent_id=`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<ExecutionId>,
     /// When the next attempt starts, while `retrying`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -424,10 +452,29 @@ pub struct ExecutionDetail {
     pub trigger: Value,
     /// `.`.
     pub input: Value,
+    /// The output of its last step, once it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The answer a `respond` step gave its synchronous caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
     /// Every step record, in order.
     pub steps: Vec<StepRecord>,
     /// The log.
     pub log: Vec<LogRecord>,
+}
+
+/// How an execution stands, without its records: what a synchronous caller waits for.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Its state.
+    pub status: ExecutionStatus,
+    /// Why it failed.
+    pub error: Option<ErrorRecord>,
+    /// The output of its last step, once it succeeded.
+    pub output: Option<Value>,
+    /// The answer of its `respond` step, once one ran.
+    pub response: Option<Value>,
 }
 
 /// Which executions to list.
@@ -445,6 +492,8 @@ pub struct ExecutionFilter {
     pub until: Option<Timestamp>,
     /// Only those whose error has this code.
     pub error_code: Option<String>,
+    /// Only those this execution started.
+    pub parent_id: Option<ExecutionId>,
 }
 
 /// A page of a list.

@@ -38,17 +38,8 @@ impl ExecutionRun<'_> {
             Ok(decision) => decision,
             Err(error) => return Err(self.failed(step, record_id, input, &error, started_at)),
         };
-        self.record(
-            step,
-            record_id,
-            StepStatus::Succeeded,
-            input,
-            Some(decision.clone()),
-            None,
-            started_at,
-            1,
-        );
-        self.checkpoint(None).await?;
+        self.succeeded(step, record_id, input, &decision, started_at)
+            .await?;
         frame.scope.set_step(&step.id, &decision);
         Ok(decision)
     }
@@ -167,17 +158,8 @@ impl ExecutionRun<'_> {
         if !self.done.contains_key(record_id) {
             let names: Vec<&str> = branches.iter().map(|(name, _)| name.as_str()).collect();
             let input = json!({"branches": names});
-            self.record(
-                step,
-                record_id,
-                StepStatus::Succeeded,
-                input,
-                Some(output.clone()),
-                None,
-                started_at,
-                1,
-            );
-            self.checkpoint(None).await?;
+            self.succeeded(step, record_id, input, &output, started_at)
+                .await?;
         }
         frame.scope.set_step(&step.id, &output);
         Ok(output)
@@ -252,17 +234,8 @@ impl ExecutionRun<'_> {
         }
         let output = Value::Array(outputs);
         let input = json!({"items": block.items.source(), "count": count});
-        self.record(
-            step,
-            record_id,
-            StepStatus::Succeeded,
-            input,
-            Some(output.clone()),
-            None,
-            started_at,
-            1,
-        );
-        self.checkpoint(None).await?;
+        self.succeeded(step, record_id, input, &output, started_at)
+            .await?;
         frame.scope.set_step(&step.id, &output);
         Ok(output)
     }

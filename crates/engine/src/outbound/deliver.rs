@@ -76,6 +76,7 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
             follow_ups: Vec::new(),
             events: run.events,
             state: Vec::new(),
+            response: None,
         };
         let published = !checkpoint.events.is_empty();
         match engine.store.checkpoint(checkpoint).await {
@@ -111,14 +112,14 @@ struct DeliveryRun<'a> {
     events: Vec<NewEvent>,
 }
 
-/// What the endpoint did with one attempt.
-struct Exchange {
-    status: Option<u16>,
-    headers: Value,
-    body: Option<String>,
-    body_truncated: bool,
+/// What the receiver did with one attempt.
+pub(super) struct Exchange {
+    pub(super) status: Option<u16>,
+    pub(super) headers: Value,
+    pub(super) body: Option<String>,
+    pub(super) body_truncated: bool,
     /// Why it failed, when it did: a kind and a sentence.
-    failure: Option<(&'static str, String)>,
+    pub(super) failure: Option<(&'static str, String)>,
 }
 
 impl DeliveryRun<'_> {
@@ -142,6 +143,7 @@ impl DeliveryRun<'_> {
                 message,
                 step: Some(STEP.to_owned()),
             }),
+            output: None,
         })
     }
 
@@ -236,7 +238,7 @@ impl DeliveryRun<'_> {
             ),
         ]);
         let started = Instant::now();
-        let exchange = self.send(&endpoint, &headers, body).await;
+        let exchange = post(self.engine, &endpoint.settings.url, &headers, body).await;
         let took = started.elapsed();
         let succeeded = exchange.failure.is_none();
         self.engine
@@ -310,6 +312,7 @@ impl DeliveryRun<'_> {
             return End::Finished(Finish {
                 status: ExecutionStatus::Succeeded,
                 error: None,
+                output: None,
             });
         };
         if gone {
@@ -390,77 +393,6 @@ impl DeliveryRun<'_> {
         });
     }
 
-    /// Posts the body to the endpoint and reads what it answered.
-    async fn send(
-        &self,
-        endpoint: &Endpoint,
-        headers: &[(String, String)],
-        body: String,
-    ) -> Exchange {
-        let failed = |kind, message| Exchange {
-            status: None,
-            headers: Value::Object(Map::new()),
-            body: None,
-            body_truncated: false,
-            failure: Some((kind, message)),
-        };
-        let url = match reqwest::Url::parse(&endpoint.settings.url) {
-            Ok(url) => url,
-            Err(error) => return failed("invalid_url", error.to_string()),
-        };
-        if let Err(error) = self.engine.webhooks_guard.check_url(&url) {
-            return failed("forbidden_address", error.to_string());
-        }
-        let mut request = self.engine.webhooks_http.post(url);
-        for (name, value) in headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let mut response = match request.body(body).send().await {
-            Ok(response) => response,
-            Err(error) => return failed(classify(&error), error_chain(&error)),
-        };
-        let status = response.status().as_u16();
-        let headers = switchboard_core::headers::headers_object(response.headers());
-        let mut kept = Vec::new();
-        let mut body_truncated = false;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = KEPT_BODY - kept.len();
-                    if chunk.len() > room {
-                        kept.extend_from_slice(&chunk[..room]);
-                        body_truncated = true;
-                        break;
-                    }
-                    kept.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    let mut exchange = failed(classify(&error), error_chain(&error));
-                    exchange.status = Some(status);
-                    exchange.headers = headers;
-                    return exchange;
-                }
-            }
-        }
-        let failure = match status {
-            200..=299 => None,
-            300..=399 => Some((
-                "redirect",
-                format!("the endpoint answered {status}; redirects are not followed"),
-            )),
-            410 => Some(("gone", String::from("the endpoint answered 410 Gone"))),
-            _ => Some(("http_status", format!("the endpoint answered {status}"))),
-        };
-        Exchange {
-            status: Some(status),
-            headers,
-            body: (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned()),
-            body_truncated,
-            failure,
-        }
-    }
-
     /// The attempt as a step of the delivery's execution.
     fn record_step(
         &mut self,
@@ -471,42 +403,129 @@ impl DeliveryRun<'_> {
         started_at: Timestamp,
         exchange: &Exchange,
     ) {
-        let finished_at = Timestamp::now();
         let sent: Map<String, Value> = headers
             .iter()
             .map(|(name, value)| (name.clone(), Value::String(value.clone())))
             .collect();
         let seq = self.leased.next_step_seq + u32::try_from(self.steps.len()).unwrap_or(0);
-        let secrets = &self.engine.secrets;
-        self.steps.push(StepRecord {
+        let input = self.engine.secrets.redact_json(&json!({
+            "method": "POST",
+            "url": endpoint.settings.url,
+            "headers": sent,
+            "message_id": message.id,
+            "event_type": message.event_type,
+        }));
+        self.steps
+            .push(exchange.record(seq, STEP, input, attempt, started_at));
+    }
+}
+
+impl Exchange {
+    /// The attempt as step `step` of its execution (numbered `seq`): succeeded on a 2xx,
+    /// with the answer as its output.
+    pub(super) fn record(
+        &self,
+        seq: u32,
+        step: &str,
+        input: Value,
+        attempt: u32,
+        started_at: Timestamp,
+    ) -> StepRecord {
+        let finished_at = Timestamp::now();
+        StepRecord {
             seq,
-            step_id: STEP.to_owned(),
-            kind: String::from("deliver"),
-            status: if exchange.failure.is_none() {
+            step_id: step.to_owned(),
+            kind: step.to_owned(),
+            status: if self.failure.is_none() {
                 StepStatus::Succeeded
             } else {
                 StepStatus::Failed
             },
             attempt,
-            input: secrets.redact_json(&json!({
-                "method": "POST",
-                "url": endpoint.settings.url,
-                "headers": sent,
-                "message_id": message.id,
-                "event_type": message.event_type,
-            })),
-            output: exchange.status.map(|status| {
-                json!({"status": status, "headers": exchange.headers, "body": exchange.body})
-            }),
-            error: exchange.failure.as_ref().map(|(kind, message)| ErrorRecord {
+            input,
+            output: self.status.map(
+                |status| json!({"status": status, "headers": self.headers, "body": self.body}),
+            ),
+            error: self.failure.as_ref().map(|(kind, message)| ErrorRecord {
                 code: (*kind).to_owned(),
                 message: message.clone(),
-                step: Some(STEP.to_owned()),
+                step: Some(step.to_owned()),
             }),
             started_at,
             finished_at,
             duration_ms: finished_at.millis() - started_at.millis(),
-        });
+        }
+    }
+}
+
+/// Posts `body` to `url` through the address guard and reads what it answered.
+pub(super) async fn post(
+    engine: &Engine,
+    url: &str,
+    headers: &[(String, String)],
+    body: String,
+) -> Exchange {
+    let failed = |kind, message| Exchange {
+        status: None,
+        headers: Value::Object(Map::new()),
+        body: None,
+        body_truncated: false,
+        failure: Some((kind, message)),
+    };
+    let url = match reqwest::Url::parse(url) {
+        Ok(url) => url,
+        Err(error) => return failed("invalid_url", error.to_string()),
+    };
+    if let Err(error) = engine.webhooks_guard.check_url(&url) {
+        return failed("forbidden_address", error.to_string());
+    }
+    let mut request = engine.webhooks_http.post(url);
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let mut response = match request.body(body).send().await {
+        Ok(response) => response,
+        Err(error) => return failed(classify(&error), error_chain(&error)),
+    };
+    let status = response.status().as_u16();
+    let headers = switchboard_core::headers::headers_object(response.headers());
+    let mut kept = Vec::new();
+    let mut body_truncated = false;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = KEPT_BODY - kept.len();
+                if chunk.len() > room {
+                    kept.extend_from_slice(&chunk[..room]);
+                    body_truncated = true;
+                    break;
+                }
+                kept.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                let mut exchange = failed(classify(&error), error_chain(&error));
+                exchange.status = Some(status);
+                exchange.headers = headers;
+                return exchange;
+            }
+        }
+    }
+    let failure = match status {
+        200..=299 => None,
+        300..=399 => Some((
+            "redirect",
+            format!("the endpoint answered {status}; redirects are not followed"),
+        )),
+        410 => Some(("gone", String::from("the endpoint answered 410 Gone"))),
+        _ => Some(("http_status", format!("the endpoint answered {status}"))),
+    };
+    Exchange {
+        status: Some(status),
+        headers,
+        body: (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned()),
+        body_truncated,
+        failure,
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`schedule`]: the retry schedule, its jitter and `Retry-After`.
 //! - [`guard`]: the address guard that keeps deliveries out of internal networks.
 
+mod callback;
 mod deliver;
 mod guard;
 pub mod schedule;
@@ -34,6 +35,7 @@ use switchboard_store::outbound::{
 use switchboard_store::{NewExecution, StoreError, ThrottleGroup};
 
 use crate::Engine;
+pub(crate) use callback::run as callback;
 pub(crate) use deliver::run as deliver;
 pub use guard::{AddressGuard, ForbiddenAddress};
 

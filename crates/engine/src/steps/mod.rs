@@ -4,6 +4,7 @@ mod fail;
 mod http;
 mod log;
 mod publish;
+mod respond;
 pub(crate) mod state;
 mod transform;
 
@@ -73,7 +74,7 @@ impl StepOutcome {
 }
 
 /// Runs one step that does one thing; `None` for the kinds the executor runs itself
-/// (blocks of steps, and `sleep`).
+/// (blocks of steps, `sleep` and `call`).
 pub(crate) async fn run(kind: &StepKind, context: &StepContext<'_>) -> Option<StepOutcome> {
     Some(match kind {
         StepKind::Transform(program) => transform::run(program, context),
@@ -82,7 +83,9 @@ pub(crate) async fn run(kind: &StepKind, context: &StepContext<'_>) -> Option<St
         StepKind::Publish(step) => publish::run(step, context),
         StepKind::State(step) => state::run(step, context).await,
         StepKind::Fail(step) => fail::run(step, context),
+        StepKind::Respond(step) => respond::run(step, context),
         StepKind::If(_)
+        | StepKind::Call(_)
         | StepKind::Switch(_)
         | StepKind::ForEach(_)
         | StepKind::Parallel(_)
@@ -133,6 +136,14 @@ pub enum StepError {
     /// The store could not be read.
     #[error("cannot read the store: {0}")]
     Store(String),
+    /// A called flow could not start or did not succeed.
+    #[error("{message}")]
+    Call {
+        /// `unknown_flow` or `call_failed`.
+        code: String,
+        /// What happened.
+        message: String,
+    },
     /// A `fail` step.
     #[error("{message}")]
     Failed {
@@ -160,7 +171,7 @@ impl StepError {
             Self::Transport(_) => "http_transport",
             Self::Invalid(_) => "invalid_value",
             Self::Store(_) => "store_unavailable",
-            Self::Failed { code, .. } => code,
+            Self::Failed { code, .. } | Self::Call { code, .. } => code,
         }
     }
 
@@ -174,6 +185,7 @@ impl StepError {
             | Self::InvalidRequest(_)
             | Self::BodyTooLarge(_)
             | Self::Invalid(_)
+            | Self::Call { .. }
             | Self::Failed { .. } => false,
         }
     }

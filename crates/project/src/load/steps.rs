@@ -10,20 +10,21 @@ use switchboard_core::topic;
 use switchboard_expr::Template;
 
 use super::{
-    DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_HEADER, FileChecker, HTTP_METHODS, StepRefs,
-    is_step_id,
+    CallRef, DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_HEADER, FileChecker, HTTP_METHODS, StepRefs,
+    is_name, is_step_id,
 };
 use crate::model::{
-    FailStep, ForEachStep, HttpBody, HttpStep, IfStep, PublishStep, Sleep, StateAction, StateScope,
-    StateStep, Step, StepKind, SwitchStep,
+    CallStep, CallTarget, FailStep, ForEachStep, HttpBody, HttpStep, IfStep, PublishStep,
+    RespondStep, ResponseStatus, Sleep, StateAction, StateScope, StateStep, Step, StepKind,
+    SwitchStep,
 };
 use crate::spec::{
-    FailSpec, ForEachSpec, HttpSpec, IfSpec, PublishSpec, SleepSpec, StateSpec, StepSpec,
-    SwitchSpec,
+    CallSpec, FailSpec, ForEachSpec, HttpSpec, IfSpec, PublishSpec, RespondSpec, SleepSpec,
+    StateSpec, StatusSpec, StepSpec, SwitchSpec,
 };
 
 /// Every kind of step, as written in YAML.
-const STEP_KINDS: [&str; 11] = [
+const STEP_KINDS: [&str; 13] = [
     "transform",
     "http",
     "log",
@@ -35,6 +36,8 @@ const STEP_KINDS: [&str; 11] = [
     "sleep",
     "state",
     "fail",
+    "call",
+    "respond",
 ];
 
 /// The most items of a `for_each` that may run at once.
@@ -164,6 +167,8 @@ impl FileChecker<'_> {
             spec.sleep.is_some(),
             spec.state.is_some(),
             spec.fail.is_some(),
+            spec.call.is_some(),
+            spec.respond.is_some(),
         ]
         .into_iter()
         .zip(STEP_KINDS)
@@ -228,6 +233,14 @@ impl FileChecker<'_> {
         }
         if let Some(fail) = &spec.fail {
             return leaf(StepKind::Fail(Box::new(self.fail(&fail.value, refs)?)));
+        }
+        if let Some(call) = &spec.call {
+            return leaf(StepKind::Call(Box::new(self.call(&call.value, refs)?)));
+        }
+        if let Some(respond) = &spec.respond {
+            return leaf(StepKind::Respond(Box::new(
+                self.respond(&respond.value, refs)?,
+            )));
         }
         // Blocks: their steps may read the steps before the block and, for `if` and
         // `switch`, the block's own decision.
@@ -449,6 +462,74 @@ impl FileChecker<'_> {
         Some(FailStep {
             message: message?,
             code,
+        })
+    }
+
+    fn call(&mut self, spec: &CallSpec, refs: &StepRefs<'_>) -> Option<CallStep> {
+        let target = &spec.flow;
+        let (integration, flow) = match target.value.split_once('/') {
+            Some((integration, flow)) => (integration.to_owned(), flow.to_owned()),
+            None => (self.integration.clone(), target.value.clone()),
+        };
+        if !is_name(&integration) || !is_name(&flow) {
+            self.report(
+                &target.referenced,
+                format!(
+                    "`{}` does not name a flow: write `flow-name`, or `integration/flow-name` for another integration's",
+                    target.value
+                ),
+            );
+            return None;
+        }
+        self.calls.push(CallRef {
+            at: target.referenced,
+            integration: integration.clone(),
+            flow: flow.clone(),
+        });
+        let input = match &spec.input {
+            Some(input) => Some(self.expr(input, "input", refs)?),
+            None => None,
+        };
+        Some(CallStep {
+            target: CallTarget::Flow { integration, flow },
+            input,
+            wait: spec.wait.unwrap_or(true),
+        })
+    }
+
+    fn respond(&mut self, spec: &RespondSpec, refs: &StepRefs<'_>) -> Option<RespondStep> {
+        let problems_before = self.problems.len();
+        let status = match &spec.status {
+            None => ResponseStatus::Code(200),
+            Some(status) => match &status.value {
+                StatusSpec::Code(code) => {
+                    if !(200..=599).contains(code) {
+                        self.report(
+                            &status.referenced,
+                            format!("`status` is {code}; an answer's status is 200 to 599"),
+                        );
+                    }
+                    ResponseStatus::Code(*code)
+                }
+                StatusSpec::Program(program) => {
+                    let program = Spanned {
+                        value: program.clone(),
+                        referenced: status.referenced,
+                        defined: status.defined,
+                    };
+                    ResponseStatus::Program(self.expr(&program, "status", refs)?)
+                }
+            },
+        };
+        let headers = self.templates(&spec.headers, "header", refs);
+        let body = match &spec.body {
+            Some(body) => Some(self.expr(body, "body", refs)?),
+            None => None,
+        };
+        (self.problems.len() == problems_before).then_some(RespondStep {
+            status,
+            headers,
+            body,
         })
     }
 

@@ -460,3 +460,86 @@ fn verify_settings_are_checked() {
         "{problems:#?}"
     );
 }
+
+const CALLS: &str = r#"name: shop
+flows:
+  order:
+    trigger: { webhook: {} }
+    steps:
+      - id: priced
+        call: { flow: price, input: '{lines: .lines}' }
+      - id: answer
+        respond: { status: 201, headers: { x-id: '${{ .id }}' }, body: '$steps.priced' }
+  price:
+    trigger: { call: {} }
+    steps: [{ id: total, transform: '.lines | length' }]
+  quote:
+    trigger: { invoke: { wait: 2s, callback: { secret: '${{ $secrets.CB }}' } } }
+    steps: [{ id: out, transform: '.' }]
+  router:
+    trigger: { webhook: { dispatch: '.type', mode: sync } }
+"#;
+
+#[test]
+fn calls_invokes_and_dispatch_compile() {
+    let project = load_source(CALLS).unwrap();
+    let order = project.flow("shop", "order").unwrap();
+    let StepKind::Call(call) = &order.steps[0].kind else {
+        panic!("not a call: {:?}", order.steps[0].kind);
+    };
+    assert!(call.wait);
+    assert!(
+        matches!(&call.target, crate::CallTarget::Flow { integration, flow } if integration == "shop" && flow == "price")
+    );
+    let quote = project.flow("shop", "quote").unwrap();
+    let sync = quote.trigger.request().unwrap().sync.as_ref().unwrap();
+    assert_eq!(sync.wait, Duration::from_secs(2));
+    assert!(sync.callback_secret.is_some());
+    let router = project.flow("shop", "router").unwrap();
+    assert_eq!(router.steps.len(), 1);
+    assert_eq!(router.steps[0].kind.name(), "dispatch");
+}
+
+#[test]
+fn calls_invokes_and_dispatch_are_checked() {
+    let source = CALLS.replace("flow: price,", "flow: prices,");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["7:23: `call` names `shop/prices`, which is not a flow of the project"]
+    );
+    let source = CALLS.replace("flow: price,", "flow: other/price,");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["7:23: `call` names `other/price`, which is not a flow of the project"]
+    );
+    let source = CALLS.replace("status: 201", "status: 99");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["9:28: `status` is 99; an answer's status is 200 to 599"]
+    );
+    let source = CALLS.replace("mode: sync", "mode: later");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["17:52: `mode` is `later`; it must be `async` (the default) or `sync`"]
+    );
+    let source = CALLS.replace("wait: 2s", "wait: 1h");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["14:14: `wait` is 1h; a caller waits at most 5m (past it, answer 202 and call back)"]
+    );
+    let source = CALLS.replace(
+        "mode: sync } }\n",
+        "mode: sync } }\n    steps: [{ id: x, log: hi }]\n",
+    );
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        [
+            "18:12: the flow `router` dispatches each request to another flow, so it has no steps of its own"
+        ]
+    );
+    let source = CALLS.replace("{ webhook: {} }", "{ webhook: { wait: 3s } }");
+    assert_eq!(
+        load_source(&source).unwrap_err(),
+        ["4:14: `wait` and `callback` go with `mode: sync`: an asynchronous hook answers at once"]
+    );
+}

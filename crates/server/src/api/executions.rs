@@ -59,6 +59,15 @@ impl ExecutionQuery {
                 "limit" => {
                     parsed.limit = super::page_limit(&value)?;
                 }
+                "parent_id" => {
+                    let parent = value.parse().map_err(|_| {
+                        ApiError::invalid_query(
+                            "parent_id",
+                            format!("`{value}` is not an execution id"),
+                        )
+                    })?;
+                    parsed.filter.parent_id = Some(parent);
+                }
                 "cursor" => {
                     let cursor = value.parse().map_err(|_| {
                         ApiError::invalid_query(
@@ -72,7 +81,7 @@ impl ExecutionQuery {
                     return Err(ApiError::invalid_query(
                         other,
                         format!(
-                            "unknown parameter `{other}`; use integration, flow, status, limit or cursor"
+                            "unknown parameter `{other}`; use integration, flow, status, parent_id, limit or cursor"
                         ),
                     ));
                 }
@@ -88,6 +97,8 @@ impl ExecutionQuery {
         ("integration" = Option<String>, Query, description = "Only this integration's."),
         ("flow" = Option<String>, Query, description = "Only this flow's."),
         ("status" = Option<ExecutionStatus>, Query, description = "Only executions in this state."),
+        ("parent_id" = Option<String>, Query, pattern = "^exe_[0-7][0-9A-HJKMNP-TV-Z]{25}$",
+            description = "Only the executions this one started (`call` steps, a dispatch)."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size; 50 when not given."),
         ("cursor" = Option<String>, Query, pattern = "^exe_[0-7][0-9A-HJKMNP-TV-Z]{25}$",
             description = "The `next_cursor` of the page before."),

@@ -77,7 +77,29 @@ pub enum TriggerView {
         hook_path: String,
         /// The hook's full URL, from `--public-url` or the request's `Host`.
         hook_url: String,
+        /// `async` (answers `202` at once) or `sync` (answers with the flow's answer).
+        mode: &'static str,
+        /// The jq program naming the flow each request goes to, for a dispatching hook.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dispatch: Option<String>,
     },
+    /// A synchronous call to the flow's invoke URL.
+    Invoke {
+        /// The methods it takes.
+        methods: Vec<String>,
+        /// The body format it takes: `any`, `json`, `form` or `text`.
+        accept: &'static str,
+        /// How long a caller waits before getting `202`, in milliseconds.
+        wait_ms: u64,
+        /// Whether a caller may leave a callback URL.
+        callback: bool,
+        /// The path on this server.
+        invoke_path: String,
+        /// The full URL, from `--public-url` or the request's `Host`.
+        invoke_url: String,
+    },
+    /// A `call` step or dispatch of another flow.
+    Call,
     /// An alert of the integration that names the flow in `notify`.
     Alert,
     /// A failed execution of a flow that names this one in `on_error`.
@@ -164,8 +186,32 @@ impl IntegrationView {
                             accept: webhook.accept.as_str(),
                             hook_url: format!("{base}{hook_path}"),
                             hook_path,
+                            mode: if webhook.sync.is_some() {
+                                "sync"
+                            } else {
+                                "async"
+                            },
+                            dispatch: webhook
+                                .dispatch
+                                .as_ref()
+                                .map(|dispatch| dispatch.source().to_owned()),
                         }
                     }
+                    Trigger::Invoke(invoke) => {
+                        let invoke_path = format!("/invoke/{}/{}", integration.name, flow.name);
+                        let sync = invoke.sync.as_ref();
+                        TriggerView::Invoke {
+                            methods: invoke.methods.clone(),
+                            accept: invoke.accept.as_str(),
+                            wait_ms: sync.map_or(0, |sync| {
+                                u64::try_from(sync.wait.as_millis()).unwrap_or(u64::MAX)
+                            }),
+                            callback: sync.is_some_and(|sync| sync.callback_secret.is_some()),
+                            invoke_url: format!("{base}{invoke_path}"),
+                            invoke_path,
+                        }
+                    }
+                    Trigger::Call => TriggerView::Call,
                     Trigger::Alert => TriggerView::Alert,
                     Trigger::Error => TriggerView::Error,
                     Trigger::Event(event) => TriggerView::Event {

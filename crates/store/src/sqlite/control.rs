@@ -64,7 +64,7 @@ pub(super) fn mark_cancelled(connection: &Connection, id: &str) -> Result<(), St
               WHERE id = ?1",
         )?
         .execute(params![id, Timestamp::now().millis(), error.to_string()])?;
-    Ok(())
+    super::ends::ended(connection, id)
 }
 
 /// Ends `cancelled` the executions asked to cancel while they ran that went back to the
@@ -72,12 +72,19 @@ pub(super) fn mark_cancelled(connection: &Connection, id: &str) -> Result<(), St
 /// run again.
 pub(super) fn cancel_requeued(connection: &Connection) -> Result<(), StoreError> {
     let error = cancelled_error();
-    connection
+    let cancelled: Vec<String> = connection
         .prepare_cached(
             "UPDATE executions SET status = 'cancelled', finished_at = ?1, error = ?2, cancel_requested = 0
-              WHERE cancel_requested = 1 AND status IN ('queued', 'retrying', 'waiting')",
+              WHERE cancel_requested = 1 AND status IN ('queued', 'retrying', 'waiting')
+              RETURNING id",
         )?
-        .execute(params![Timestamp::now().millis(), error.to_string()])?;
+        .query_map(params![Timestamp::now().millis(), error.to_string()], |row| {
+            row.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    for id in cancelled {
+        super::ends::ended(connection, &id)?;
+    }
     Ok(())
 }
 

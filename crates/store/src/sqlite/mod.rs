@@ -3,6 +3,7 @@
 mod alerts;
 mod bus;
 mod control;
+mod ends;
 mod flow_control;
 mod outbound;
 mod writer;
@@ -24,8 +25,8 @@ use crate::records::{
 };
 use crate::records::{
     Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus,
-    ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Page, QueuedFlow, StepRecord,
-    StepStatus,
+    ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Outcome, Page, QueuedFlow,
+    StepRecord, StepStatus,
 };
 use crate::{Store, StoreError};
 use writer::Writer;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("schema_8.sql")),
     (9, include_str!("schema_9.sql")),
     (10, include_str!("schema_10.sql")),
+    (11, include_str!("schema_11.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -201,7 +203,7 @@ fn as_u32(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
-const SUMMARY_COLUMNS: &str = "id, integration, flow, status, attempt, created_at, started_at, finished_at, error, run_at, replay_of";
+const SUMMARY_COLUMNS: &str = "id, integration, flow, status, attempt, created_at, started_at, finished_at, error, run_at, replay_of, parent_id";
 
 fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
     let status = parse_status(&row.get::<_, String>(3)?)?;
@@ -212,6 +214,10 @@ fn summary_from_row(row: &Row<'_>) -> Result<ExecutionSummary, StoreError> {
         status,
         replay_of: row
             .get::<_, Option<String>>(10)?
+            .map(|id| parse_id(&id))
+            .transpose()?,
+        parent_id: row
+            .get::<_, Option<String>>(11)?
             .map(|id| parse_id(&id))
             .transpose()?,
         next_attempt_at: (status == ExecutionStatus::Retrying)
@@ -232,6 +238,7 @@ fn step_from_row(row: &Row<'_>) -> Result<StepRecord, StoreError> {
     let status = match row.get::<_, String>(4)?.as_str() {
         "succeeded" => StepStatus::Succeeded,
         "skipped" => StepStatus::Skipped,
+        "waiting" => StepStatus::Waiting,
         _ => StepStatus::Failed,
     };
     let started_at: i64 = row.get(8)?;
@@ -263,7 +270,7 @@ fn steps_of(
     only_succeeded: bool,
 ) -> Result<Vec<StepRecord>, StoreError> {
     let filter = if only_succeeded {
-        "AND status IN ('succeeded', 'skipped')"
+        "AND status IN ('succeeded', 'skipped', 'waiting')"
     } else {
         ""
     };
@@ -346,8 +353,8 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
         .prepare_cached(
             "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at,
                 replay_of, concurrency_key, concurrency_limit, ordering_key, debounce_key,
-                throttle_key, throttle_count, throttle_per_ms)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                throttle_key, throttle_count, throttle_per_ms, parent_id, wakes_parent)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?
         .execute(params![
             new.id.as_str(),
@@ -367,6 +374,8 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
             new.throttle
                 .as_ref()
                 .map(|group| i64::try_from(group.per.as_millis()).unwrap_or(i64::MAX)),
+            new.parent.as_ref().map(|parent| parent.id.as_str()),
+            new.parent.as_ref().is_some_and(|parent| parent.waits),
         ])?;
     if let Some(key) = &new.debounce_key {
         flow_control::supersede(connection, new, key)?;
@@ -485,7 +494,7 @@ fn write_checkpoint(
         Some(End::Finished(finish)) => {
             connection
                 .prepare_cached(
-                    "UPDATE executions SET status = ?2, error = ?3, finished_at = ?4,
+                    "UPDATE executions SET status = ?2, error = ?3, finished_at = ?4, output = ?5,
                         lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
                   WHERE id = ?1",
                 )?
@@ -497,7 +506,8 @@ fn write_checkpoint(
                         .as_ref()
                         .map(serde_json::to_string)
                         .transpose()?,
-                    Timestamp::now().millis()
+                    Timestamp::now().millis(),
+                    finish.output.as_ref().map(json_text),
                 ])?;
         }
         Some(End::Retry { at, error }) => {
@@ -509,7 +519,14 @@ fn write_checkpoint(
                 )?
                 .execute(params![id, at.millis(), serde_json::to_string(error)?])?;
         }
-        Some(End::Wait { at }) => {
+        Some(End::Wait { at, awaiting }) => {
+            // A child that ended before this commit found its parent still running, so
+            // it could not wake it: the parent wakes at once instead.
+            let at = if ends::any_ended(connection, awaiting)? {
+                Timestamp::now()
+            } else {
+                *at
+            };
             connection
                 .prepare_cached(
                     "UPDATE executions SET status = 'waiting', run_at = ?2, error = NULL,
@@ -519,10 +536,20 @@ fn write_checkpoint(
                 .execute(params![id, at.millis()])?;
         }
     }
+    if let Some(response) = &checkpoint.response {
+        connection
+            .prepare_cached(
+                "UPDATE executions SET response = COALESCE(response, ?2) WHERE id = ?1",
+            )?
+            .execute(params![id, json_text(response)])?;
+    }
     bus::append_events(connection, &checkpoint.events)?;
     bus::change_state(connection, &checkpoint.state)?;
     for follow_up in &checkpoint.follow_ups {
         insert_execution(connection, follow_up)?;
+    }
+    if let Some(End::Finished(_)) = &checkpoint.end {
+        ends::ended(connection, id)?;
     }
     Ok(Checkpointed::Saved)
 }
@@ -635,13 +662,15 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.readers
             .read(move |connection| {
-                let sql = format!("SELECT {SUMMARY_COLUMNS}, trigger, input FROM executions WHERE id = ?1");
+                let sql = format!("SELECT {SUMMARY_COLUMNS}, trigger, input, output, response FROM executions WHERE id = ?1");
                 let mut statement = connection.prepare_cached(&sql)?;
                 let mut rows = statement.query([id.as_str()])?;
                 let Some(row) = rows.next()? else { return Ok(None) };
                 let summary = summary_from_row(row)?;
-                let trigger = parse_json(&row.get::<_, String>(11)?)?;
-                let input = parse_json(&row.get::<_, String>(12)?)?;
+                let trigger = parse_json(&row.get::<_, String>(12)?)?;
+                let input = parse_json(&row.get::<_, String>(13)?)?;
+                let output = row.get::<_, Option<String>>(14)?.as_deref().map(parse_json).transpose()?;
+                let response = row.get::<_, Option<String>>(15)?.as_deref().map(parse_json).transpose()?;
                 drop(rows);
                 let steps = steps_of(connection, id.as_str(), false)?;
                 let mut statement = connection
@@ -651,8 +680,45 @@ impl Store for SqliteStore {
                 while let Some(row) = rows.next()? {
                     log.push(LogRecord::from_row(as_u32(row.get(0)?), row.get(1)?, &row.get::<_, String>(2)?, row.get(3)?, row.get(4)?));
                 }
-                Ok(Some(ExecutionDetail { summary, trigger, input, steps, log }))
+                Ok(Some(ExecutionDetail { summary, trigger, input, output, response, steps, log }))
             })
+            .await
+    }
+
+    async fn outcome(&self, id: &ExecutionId) -> Result<Option<Outcome>, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |connection| {
+                let row = connection
+                    .prepare_cached(
+                        "SELECT status, error, output, response FROM executions WHERE id = ?1",
+                    )?
+                    .query_row([id.as_str()], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, Option<String>>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                            row.get::<_, Option<String>>(3)?,
+                        ))
+                    })
+                    .optional()?;
+                let Some((status, error, output, response)) = row else {
+                    return Ok(None);
+                };
+                Ok(Some(Outcome {
+                    status: parse_status(&status)?,
+                    error: parse_error(error)?,
+                    output: output.as_deref().map(parse_json).transpose()?,
+                    response: response.as_deref().map(parse_json).transpose()?,
+                }))
+            })
+            .await
+    }
+
+    async fn hand_off(&self, id: &ExecutionId, url: &str) -> Result<bool, StoreError> {
+        let (id, url) = (id.clone(), url.to_owned());
+        self.writer
+            .write(move |connection| ends::hand_off(connection, id.as_str(), &url))
             .await
     }
 
@@ -687,6 +753,9 @@ impl Store for SqliteStore {
                 }
                 if let Some(code) = filter.error_code {
                     condition("json_extract(error, '$.code') =", code.into());
+                }
+                if let Some(parent) = filter.parent_id {
+                    condition("parent_id =", parent.to_string().into());
                 }
                 if let Some(cursor) = cursor {
                     condition("id <", cursor.to_string().into());

@@ -63,6 +63,7 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
         follow_ups: vec![],
         events: vec![],
         state: vec![],
+        response: None,
     };
     store.checkpoint(checkpoint).await.unwrap();
     let finish = Checkpoint {
@@ -71,6 +72,7 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
         follow_ups: vec![],
         events: vec![],
         state: vec![],
+        response: None,
         steps: vec![],
         logs: vec![LogRecord::from_row(
             0,
@@ -82,6 +84,7 @@ async fn executions_are_leased_once_checkpointed_and_finished() {
         end: Some(End::Finished(Finish {
             status: ExecutionStatus::Succeeded,
             error: None,
+            output: None,
         })),
     };
     store.checkpoint(finish).await.unwrap();
@@ -109,6 +112,7 @@ async fn a_lost_lease_refuses_checkpoints_and_orphans_resume_after_their_steps()
         follow_ups: vec![],
         events: vec![],
         state: vec![],
+        response: None,
     };
     store.checkpoint(checkpoint.clone()).await.unwrap();
 
@@ -261,11 +265,13 @@ async fn finish_all(store: &SqliteStore, status: ExecutionStatus) -> usize {
             follow_ups: vec![],
             events: vec![],
             state: vec![],
+            response: None,
             steps: vec![step(0, "call")],
             logs: vec![],
             end: Some(End::Finished(Finish {
                 status,
                 error: None,
+                output: None,
             })),
         };
         store.checkpoint(checkpoint).await.unwrap();
@@ -369,6 +375,7 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
         follow_ups: vec![],
         events: vec![],
         state: vec![],
+        response: None,
         steps: vec![failed],
         logs: vec![],
         end: Some(End::Retry {
@@ -466,11 +473,13 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
             follow_ups: vec![],
             events: vec![],
             state: vec![],
+            response: None,
             steps: vec![failed],
             logs: vec![],
             end: Some(End::Finished(Finish {
                 status: ExecutionStatus::Failed,
                 error: None,
+                output: None,
             })),
         })
         .await
@@ -502,6 +511,7 @@ async fn operators_retry_failed_executions_with_fresh_attempts_and_cancel_others
             follow_ups: vec![],
             events: vec![],
             state: vec![],
+            response: None,
         })
         .await
         .unwrap();
@@ -571,6 +581,7 @@ async fn end_lease(store: &SqliteStore, execution: &LeasedExecution, end: End) {
         follow_ups: vec![],
         events: vec![],
         state: vec![],
+        response: None,
     };
     store.checkpoint(checkpoint).await.unwrap();
 }
@@ -579,6 +590,7 @@ fn finished(status: ExecutionStatus) -> End {
     End::Finished(Finish {
         status,
         error: None,
+        output: None,
     })
 }
 
@@ -663,10 +675,12 @@ async fn a_concurrency_group_runs_at_most_its_limit() {
         end: Some(End::Finished(Finish {
             status: ExecutionStatus::Succeeded,
             error: None,
+            output: None,
         })),
         follow_ups: vec![],
         events: vec![],
         state: vec![],
+        response: None,
     };
     store.checkpoint(done).await.unwrap();
     assert_eq!(lease_now(&store, &node, 10).await.len(), 1, "a slot opened");
@@ -758,4 +772,122 @@ async fn a_cancel_asked_of_a_running_execution_holds_when_its_lease_is_lost() {
     );
     let cancelled = store.execution(&id).await.unwrap().unwrap().summary;
     assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+}
+
+/// A checkpoint of `leased` that only ends its lease with `end`.
+fn ending(leased: &LeasedExecution, end: End) -> Checkpoint {
+    Checkpoint {
+        execution: leased.id.clone(),
+        lease: leased.lease.clone(),
+        steps: vec![],
+        logs: vec![],
+        end: Some(end),
+        follow_ups: vec![],
+        events: vec![],
+        state: vec![],
+        response: None,
+    }
+}
+
+fn child_of(parent: &ExecutionId) -> NewExecution {
+    let mut child = new_execution("child");
+    child.parent = Some(crate::records::Parent {
+        id: parent.clone(),
+        waits: true,
+    });
+    child
+}
+
+#[tokio::test]
+async fn a_child_wakes_its_waiting_parent_whichever_commits_first() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let later = Timestamp::now().after(std::time::Duration::from_secs(3600));
+    let parent_id = store.enqueue(new_execution("parent")).await.unwrap().id;
+    let parent = lease_now(&store, &node, 1).await.remove(0);
+    let child = child_of(&parent_id);
+    let child_id = child.id.clone();
+    // The parent queues the child and waits, in one commit.
+    let mut wait = ending(
+        &parent,
+        End::Wait {
+            at: later,
+            awaiting: vec![child_id.clone()],
+        },
+    );
+    wait.follow_ups.push(child);
+    store.checkpoint(wait).await.unwrap();
+    // Only the child is runnable: the parent waits.
+    let leased = lease_now(&store, &node, 10).await;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id, child_id);
+    let children = ExecutionFilter {
+        parent_id: Some(parent_id.clone()),
+        ..ExecutionFilter::default()
+    };
+    assert_eq!(
+        store
+            .executions(children, 10, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let done = Finish {
+        status: ExecutionStatus::Succeeded,
+        error: None,
+        output: Some(json!({"total": 3})),
+    };
+    store
+        .checkpoint(ending(&leased[0], End::Finished(done.clone())))
+        .await
+        .unwrap();
+    // The child's end made the parent runnable now, not in an hour.
+    let parent = lease_now(&store, &node, 10).await.remove(0);
+    assert_eq!(parent.id, parent_id);
+    let outcome = store.outcome(&child_id).await.unwrap().unwrap();
+    assert_eq!(outcome.output, Some(json!({"total": 3})));
+
+    // A second child ends while the parent still runs: the parent's wait wakes at once.
+    let second_id = store.enqueue(child_of(&parent_id)).await.unwrap().id;
+    let second = lease_now(&store, &node, 10).await.remove(0);
+    store
+        .checkpoint(ending(&second, End::Finished(done)))
+        .await
+        .unwrap();
+    let wait = End::Wait {
+        at: later,
+        awaiting: vec![second_id],
+    };
+    store.checkpoint(ending(&parent, wait)).await.unwrap();
+    assert_eq!(lease_now(&store, &node, 10).await.remove(0).id, parent_id);
+}
+
+#[tokio::test]
+async fn a_hand_off_is_refused_once_the_execution_ended_and_queues_a_callback_otherwise() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let node = NodeId::generate();
+    let id = store.enqueue(new_execution("slow")).await.unwrap().id;
+    assert!(store.hand_off(&id, "http://127.0.0.1:9/cb").await.unwrap());
+    let leased = lease_now(&store, &node, 1).await.remove(0);
+    let finish = Finish {
+        status: ExecutionStatus::Succeeded,
+        error: None,
+        output: None,
+    };
+    let mut end = ending(&leased, End::Finished(finish));
+    end.response = Some(json!({"status": 201}));
+    store.checkpoint(end).await.unwrap();
+    assert!(!store.hand_off(&id, "http://127.0.0.1:9/cb").await.unwrap());
+    let outcome = store.outcome(&id).await.unwrap().unwrap();
+    assert_eq!(outcome.response, Some(json!({"status": 201})));
+    let callback = lease_now(&store, &node, 1).await.remove(0);
+    assert_eq!(callback.flow, crate::outbound::CALLBACK_FLOW);
+    assert_eq!(
+        callback.input,
+        json!({"execution_id": id, "url": "http://127.0.0.1:9/cb"})
+    );
 }

@@ -12,6 +12,7 @@ mod control;
 mod crash;
 mod flows;
 mod hooks;
+mod invoke;
 mod openapi;
 #[cfg(feature = "otel")]
 mod otel;

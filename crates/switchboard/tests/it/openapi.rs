@@ -75,7 +75,19 @@ async fn the_document_describes_every_route_and_each_hook_of_the_project() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["integration", "flow", "status", "limit", "cursor"]);
+    assert_eq!(
+        names,
+        [
+            "integration",
+            "flow",
+            "status",
+            "parent_id",
+            "limit",
+            "cursor"
+        ]
+    );
+    assert!(paths["/invoke/{integration}/{flow}"]["post"]["responses"]["202"].is_object());
+    assert!(paths["/invoke/{integration}/{flow}/{execution_id}"]["get"].is_object());
     let schemas = &document["components"]["schemas"];
     for schema in [
         "ExecutionDetail",

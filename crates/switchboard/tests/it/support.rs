@@ -358,3 +358,50 @@ pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Whether the reference library accepts the request with `secret`; `None` when the
+/// library is not installed (outside CI).
+pub fn reference_accepts(secret: &str, request: &Captured) -> Option<bool> {
+    let python = require_tool(
+        "python",
+        "the venv .ci/run makes, with PyPI standardwebhooks",
+    )?;
+    let header = |name: &str| {
+        request.headers[name]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let script = "import sys\n\
+        from standardwebhooks.webhooks import Webhook, WebhookVerificationError\n\
+        headers = {'webhook-id': sys.argv[2], 'webhook-timestamp': sys.argv[3], 'webhook-signature': sys.argv[4]}\n\
+        try:\n    Webhook(sys.argv[1]).verify(sys.stdin.read(), headers)\n    print('valid')\n\
+        except WebhookVerificationError as error:\n    print('invalid', error)";
+    let mut child = Command::new(python)
+        .args([
+            "-c",
+            script,
+            secret,
+            &header("webhook-id"),
+            &header("webhook-timestamp"),
+            &header("webhook-signature"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&request.raw).unwrap();
+    let output = child.wait_with_output().unwrap();
+    if !output.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the standardwebhooks library is missing: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        eprintln!("skipped: PyPI standardwebhooks is not installed; .ci/run installs it");
+        return None;
+    }
+    Some(String::from_utf8_lossy(&output.stdout).starts_with("valid"))
+}
