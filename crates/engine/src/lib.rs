@@ -39,7 +39,7 @@ use switchboard_core::{ExecutionId, Secrets, Timestamp};
 use switchboard_expr::Limits;
 use switchboard_project::Project;
 use switchboard_store::outbound::{CALLBACK_FLOW, DELIVERY_INTEGRATION};
-use switchboard_store::{Control, NewExecution, Store, StoreError};
+use switchboard_store::{Control, LeasedExecution, NewExecution, Slots, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -95,6 +95,60 @@ impl Default for EngineConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
 pub struct EngineError(#[from] reqwest::Error);
+
+/// The two pools of workers: the project's flows, and the built-in deliveries of
+/// outbound webhooks and callbacks, so that slow subscriber endpoints never hold up
+/// flows (or their synchronous callers).
+struct Workers {
+    flows: Arc<Semaphore>,
+    deliveries: Arc<Semaphore>,
+}
+
+/// A slot of one of the pools, taken.
+struct Slot {
+    /// Held while the execution runs.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    delivery: bool,
+}
+
+impl Workers {
+    /// Waits until a slot of either pool is free, and takes it.
+    async fn free(&self) -> Option<Slot> {
+        tokio::select! {
+            permit = Arc::clone(&self.flows).acquire_owned() => permit.ok().map(|permit| Slot { _permit: permit, delivery: false }),
+            permit = Arc::clone(&self.deliveries).acquire_owned() => permit.ok().map(|permit| Slot { _permit: permit, delivery: true }),
+        }
+    }
+
+    /// How many of each a lease may take, counting the slot already taken.
+    fn slots(&self, taken: &Slot) -> Slots {
+        Slots {
+            flows: self.flows.available_permits() + usize::from(!taken.delivery),
+            deliveries: self.deliveries.available_permits() + usize::from(taken.delivery),
+        }
+    }
+
+    /// A slot for `execution`: the one taken first when it is of the same pool, else a
+    /// free one of its pool.
+    fn take(&self, execution: &LeasedExecution, taken: &mut Option<Slot>) -> Option<Slot> {
+        let delivery = execution.integration == DELIVERY_INTEGRATION;
+        if taken.as_ref().is_some_and(|slot| slot.delivery == delivery) {
+            return taken.take();
+        }
+        let pool = if delivery {
+            &self.deliveries
+        } else {
+            &self.flows
+        };
+        Arc::clone(pool)
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Slot {
+                _permit: permit,
+                delivery,
+            })
+    }
+}
 
 /// An execution this engine is running.
 struct InFlight {
@@ -197,17 +251,20 @@ impl Engine {
         ));
         let pruning = tokio::spawn(retention::prune(Arc::clone(&self), shutdown.clone()));
         let dispatching = tokio::spawn(bus::dispatch(Arc::clone(&self), shutdown.clone()));
-        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let workers = Workers {
+            flows: Arc::new(Semaphore::new(self.config.workers.max(1))),
+            deliveries: Arc::new(Semaphore::new(self.config.outbound.workers.max(1))),
+        };
         let mut running = JoinSet::new();
         while let Some(first_slot) = tokio::select! {
             _ = shutdown.cancelled() => None,
-            slot = Arc::clone(&slots).acquire_owned() => slot.ok(),
+            slot = workers.free() => slot,
         } {
             while running.try_join_next().is_some() {}
-            let free = 1 + slots.available_permits();
+            let slots = workers.slots(&first_slot);
             let now = Timestamp::now();
             let expires_at = now.after(self.config.lease_ttl);
-            let leased = match self.store.lease(&self.node, free, now, expires_at).await {
+            let leased = match self.store.lease(&self.node, slots, now, expires_at).await {
                 Ok(leased) => leased,
                 Err(error) => {
                     tracing::error!(%error, "Could not lease executions.");
@@ -235,12 +292,14 @@ impl Engine {
             }
             let mut first_slot = Some(first_slot);
             for execution in leased {
-                let slot = match first_slot.take() {
-                    Some(slot) => slot,
-                    None => match Arc::clone(&slots).try_acquire_owned() {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
+                let Some(slot) = workers.take(&execution, &mut first_slot) else {
+                    // No room after all (cannot happen: the lease asked for no more than
+                    // the free slots); give it back so it runs on the next round.
+                    let lease = vec![(execution.id.clone(), execution.lease.clone())];
+                    if let Err(error) = self.store.release(lease).await {
+                        tracing::error!(%error, "Could not release an execution.");
+                    }
+                    continue;
                 };
                 let stop = CancellationToken::new();
                 self.track(

@@ -17,9 +17,10 @@ pub mod spec;
 
 pub use load::{Problem, Problems, load};
 pub use model::{
-    Alert, AlertCondition, Backoff, BodyFormat, CallStep, CallTarget, Concurrency, ConfigVar,
-    Debounce, Dedupe, EventTrigger, FailStep, Flow, ForEachStep, HmacAlgorithm, HmacScheme,
-    HttpBody, HttpStep, IfStep, Integration, Project, PublishStep, RespondStep, ResponseStatus,
-    RetryPolicy, Sleep, StateAction, StateScope, StateStep, Step, StepKind, SwitchStep, SyncAnswer,
-    Throttle, Trigger, Verify, VerifyScheme, WebhookTrigger, alert_webhook_flow,
+    Alert, AlertCondition, Backoff, BodyFormat, CallStep, CallTarget, Concurrency, ConfigValue,
+    ConfigVar, Debounce, Dedupe, EventTrigger, FailStep, Flow, ForEachStep, HmacAlgorithm,
+    HmacScheme, HttpBody, HttpStep, IfStep, Integration, Project, PublishStep, RespondStep,
+    ResponseStatus, RetryPolicy, Sleep, StateAction, StateScope, StateStep, Step, StepKind,
+    SwitchStep, SyncAnswer, Throttle, Trigger, Verify, VerifyScheme, WebhookTrigger,
+    alert_webhook_flow,
 };

@@ -19,10 +19,70 @@ impl Project {
     pub fn flow(&self, integration: &str, flow: &str) -> Option<&Arc<Flow>> {
         self.integrations.get(integration)?.flows.get(flow)
     }
+
+    /// Sets config variables over their YAML defaults; an error names the first one that
+    /// is not a variable of the project.
+    pub fn set_config(&mut self, values: &[ConfigValue]) -> Result<(), String> {
+        for value in values {
+            let integration = self
+                .integrations
+                .get_mut(&value.integration)
+                .ok_or_else(|| {
+                    format!(
+                        "`{}.{}` names no integration of the project",
+                        value.integration, value.name
+                    )
+                })?;
+            let integration = Arc::make_mut(integration);
+            let var = integration
+                .config
+                .iter_mut()
+                .find(|var| var.name == value.name)
+                .ok_or_else(|| {
+                    format!(
+                        "`{}.{}`: the integration has no config variable `{}`",
+                        value.integration, value.name, value.name
+                    )
+                })?;
+            var.value = value.value.clone();
+        }
+        Ok(())
+    }
+}
+
+/// A config value given when the project is served (`--config shop.erp_url=https://…`),
+/// over the YAML's default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigValue {
+    /// The integration.
+    pub integration: String,
+    /// The variable.
+    pub name: String,
+    /// The value: the text as JSON when it parses as JSON, else the text itself.
+    pub value: serde_json::Value,
+}
+
+impl std::str::FromStr for ConfigValue {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let malformed = || format!("`{text}` is not `integration.variable=value`");
+        let (key, value) = text.split_once('=').ok_or_else(malformed)?;
+        let (integration, name) = key.split_once('.').ok_or_else(malformed)?;
+        if integration.is_empty() || name.is_empty() {
+            return Err(malformed());
+        }
+        Ok(Self {
+            integration: integration.to_owned(),
+            name: name.to_owned(),
+            value: serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_owned())),
+        })
+    }
 }
 
 /// One integration file, compiled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Integration {
     /// Its name.
     pub name: String,

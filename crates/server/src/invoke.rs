@@ -57,8 +57,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (String = "text/plain"),
     )),
     responses(
-        (status = 200, description = "The flow's answer (a `respond` step may choose another status)."),
-        (status = 202, description = "Not answered within the flow's `wait`; poll `Location`.", body = Pending),
+        (status = 200, description = "The flow's answer: its `respond` step's, else its output."),
+        (status = 202, description = "Not answered within the flow's `wait`: `Location` names where to poll, and the body is a `Pending`. (A flow may also answer 202 itself, without `Location`.)"),
         (status = 400, description = "The body does not parse, or the callback URL cannot be used.", body = ErrorBody),
         (status = 401, description = "The flow checks a signature and this request's is missing, stale or wrong.", body = ErrorBody),
         (status = 404, description = "No invoke flow has that name.", body = ErrorBody),
@@ -68,6 +68,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 422, description = "One of the flow's keys could not be computed from the request.", body = ErrorBody),
         (status = 500, description = "The flow failed; the execution has the details.", body = ErrorBody),
         (status = 503, description = "The store does not answer; nothing was accepted.", body = ErrorBody),
+        (status = "default", description = "The flow's answer, with the status its `respond` step chose."),
     ))]
 pub(crate) async fn invoke(
     State(state): State<AppState>,
@@ -91,10 +92,11 @@ pub(crate) async fn invoke(
         ("execution_id" = String, Path, description = "The execution the `202` named."),
     ),
     responses(
-        (status = 200, description = "The flow's answer (a `respond` step may choose another status)."),
-        (status = 202, description = "Not answered yet.", body = Pending),
+        (status = 200, description = "The flow's answer: its `respond` step's, else its output."),
+        (status = 202, description = "Not answered yet (the body is a `Pending`), or the flow's own 202."),
         (status = 404, description = "No such execution of a synchronous flow of that name.", body = ErrorBody),
         (status = 503, description = "The store does not answer.", body = ErrorBody),
+        (status = "default", description = "The flow's answer, with the status its `respond` step chose."),
     ))]
 pub(crate) async fn poll(
     State(state): State<AppState>,

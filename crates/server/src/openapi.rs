@@ -4,7 +4,8 @@
 //!
 //! The hooks are described per project: the generic `/hooks/{integration}/{flow}`
 //! operation becomes one operation per webhook flow and method, taking the body formats
-//! that flow accepts, so a client (or a fuzzer) sees exactly what each hook takes.
+//! that flow accepts, so a client (or a fuzzer) sees exactly what each hook takes. A
+//! hook with `mode: sync` answers as `/invoke/{integration}/{flow}` does.
 
 use switchboard_project::{BodyFormat, Project, Trigger};
 use utoipa::OpenApi;
@@ -17,6 +18,9 @@ use crate::error::{ErrorBody, ErrorDetail};
 
 /// The route every hook is served on.
 const HOOK_PATH: &str = "/hooks/{integration}/{flow}";
+
+/// The route every invoke is served on.
+const INVOKE_PATH: &str = "/invoke/{integration}/{flow}";
 
 /// The document's fixed parts; the paths come from the routers.
 #[derive(OpenApi)]
@@ -60,6 +64,13 @@ pub(crate) fn for_project(
     else {
         return document;
     };
+    // A hook with `mode: sync` answers as an invoke does.
+    let sync_responses = document
+        .paths
+        .paths
+        .get(INVOKE_PATH)
+        .and_then(|item| item.post.as_ref())
+        .map(|invoke| invoke.responses.clone());
     for integration in project.integrations.values() {
         for flow in integration.flows.values() {
             let Trigger::Webhook(webhook) = &flow.trigger else {
@@ -81,6 +92,9 @@ pub(crate) fn for_project(
                 ));
                 if let Some(description) = &flow.description {
                     operation.description = Some(description.clone());
+                }
+                if let (Some(_), Some(responses)) = (&webhook.sync, &sync_responses) {
+                    operation.responses = responses.clone();
                 }
                 operation.request_body = match method.as_str() {
                     "GET" | "HEAD" | "DELETE" | "OPTIONS" => None,

@@ -35,7 +35,7 @@ pub use records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, ConcurrencyGroup, Control, DedupeKey, End,
     Enqueued, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
     Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Outcome, Page, Parent, Pruned,
-    QueuedFlow, StepRecord, StepStatus, ThrottleGroup, WindowStats,
+    QueuedFlow, Slots, StepRecord, StepStatus, ThrottleGroup, WindowStats,
 };
 pub use sqlite::SqliteStore;
 
@@ -47,14 +47,15 @@ pub trait Store: OutboundStore + BusStore + Send + Sync + 'static {
     /// names the execution holding it.
     async fn enqueue(&self, new: NewExecution) -> Result<Enqueued, StoreError>;
 
-    /// Leases up to `limit` executions runnable at `now` (queued, or retrying and due)
-    /// to `node` until `expires_at`, oldest first, skipping an execution while one
+    /// Leases up to `slots` executions runnable at `now` (queued, or waiting and due),
+    /// as many flows and deliveries as each pool has room for, to `node` until
+    /// `expires_at`, oldest first, skipping an execution while one
     /// before it in its ordering sequence has not ended, and while its concurrency group
     /// runs as many as its limit.
     async fn lease(
         &self,
         node: &NodeId,
-        limit: usize,
+        slots: Slots,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Vec<LeasedExecution>, StoreError>;

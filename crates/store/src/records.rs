@@ -67,6 +67,27 @@ impl ExecutionStatus {
     }
 }
 
+/// How many executions of each pool a lease may take: flows, and the built-in
+/// deliveries (outbound webhooks and callbacks), which have workers of their own so that
+/// slow subscriber endpoints never hold up flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// Executions of the project's flows.
+    pub flows: usize,
+    /// Executions of the built-in `_webhooks` integration.
+    pub deliveries: usize,
+}
+
+impl Slots {
+    /// `count` of each.
+    pub fn each(count: usize) -> Self {
+        Self {
+            flows: count,
+            deliveries: count,
+        }
+    }
+}
+
 /// A new execution to queue.
 #[derive(Debug, Clone)]
 pub struct NewExecution {

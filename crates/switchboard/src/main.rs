@@ -18,7 +18,7 @@ use switchboard_core::{ByteSize, HumanDuration, Secrets};
 use switchboard_engine::outbound::OutboundConfig;
 use switchboard_engine::{Engine, EngineConfig};
 use switchboard_expr::Limits;
-use switchboard_project::Project;
+use switchboard_project::{ConfigValue, Project};
 use switchboard_server::ServerConfig;
 use switchboard_store::{SqliteStore, Store};
 use switchboard_telemetry::Metrics;
@@ -88,6 +88,11 @@ struct ServeArgs {
         default_value = "examples"
     )]
     project: Vec<PathBuf>,
+    /// A config variable's value over its YAML default: `integration.variable=value`,
+    /// the value as JSON when it parses as JSON, else as text; repeat or separate with
+    /// commas.
+    #[arg(long = "config", env = "SWITCHBOARD_CONFIG", value_delimiter = ',')]
+    config: Vec<ConfigValue>,
     /// The address to listen on (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -123,6 +128,9 @@ struct ServeArgs {
     /// (loopback, private, link-local), e.g. 10.0.0.0/8; repeat or separate with commas.
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_ALLOW_NETWORK", value_delimiter = ',')]
     webhook_allow_network: Vec<ipnet::IpNet>,
+    /// How many outbound deliveries (and callbacks) run at once, apart from `--workers`.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_WORKERS", default_value_t = 16)]
+    webhook_workers: usize,
     /// The waits between outbound delivery attempts, for endpoints without their own.
     #[arg(
         long,
@@ -278,10 +286,14 @@ fn validate(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let project = match load_project(&args.project) {
+    let mut project = match load_project(&args.project) {
         Ok(project) => project,
         Err(code) => return Ok(code),
     };
+    if let Err(problem) = project.set_config(&args.config) {
+        eprintln!("--config {problem}");
+        return Ok(ExitCode::FAILURE);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -303,6 +315,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             alert_interval: args.alert_interval.into(),
             retention: args.retention.into(),
             outbound: OutboundConfig {
+                workers: args.webhook_workers,
                 retry_schedule: args
                     .webhook_retry_schedule
                     .iter()

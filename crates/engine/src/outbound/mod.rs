@@ -49,6 +49,8 @@ pub const USER_AGENT: &str = concat!(
 /// How outbound deliveries behave.
 #[derive(Debug, Clone)]
 pub struct OutboundConfig {
+    /// How many deliveries (and callbacks) run at once, apart from the flows' workers.
+    pub workers: usize,
     /// The waits between attempts, for endpoints without their own schedule.
     pub retry_schedule: Vec<Duration>,
     /// An endpoint whose every attempt failed for this long is disabled.
@@ -66,6 +68,7 @@ pub struct OutboundConfig {
 impl Default for OutboundConfig {
     fn default() -> Self {
         Self {
+            workers: 16,
             retry_schedule: schedule::DEFAULT_SCHEDULE.to_vec(),
             disable_after: Duration::from_secs(5 * 24 * 3600),
             allowed_networks: Vec::new(),

@@ -9,9 +9,11 @@ use rusqlite::{Connection, params};
 use switchboard_core::Timestamp;
 
 use crate::StoreError;
+use crate::outbound::DELIVERY_INTEGRATION;
 use crate::records::NewExecution;
 
-/// Up to `limit` ids of executions to lease at `now`.
+/// Up to `limit` ids of executions to lease at `now`: of the built-in deliveries
+/// (`_webhooks`) when `deliveries`, else of the project's flows.
 ///
 /// An execution with an ordering key waits while an earlier one of its sequence has not
 /// ended (queued, running or waiting for a retry), so a failing head holds back its key
@@ -20,8 +22,12 @@ use crate::records::NewExecution;
 pub(super) fn lease_candidates(
     connection: &Connection,
     limit: usize,
+    deliveries: bool,
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     // Full groups are left out by the query; look past those that fill up in this batch.
     let scan = i64::try_from(limit.saturating_mul(4).max(64)).unwrap_or(i64::MAX);
     let mut statement = connection.prepare_cached(
@@ -37,6 +43,7 @@ pub(super) fn lease_candidates(
                       AND t.started_at > ?1 - e.throttle_per_ms) AS started
              FROM executions e
             WHERE e.status IN ('queued', 'retrying', 'waiting') AND e.run_at <= ?1
+              AND (e.integration = ?3) = ?4
               AND (e.ordering_key IS NULL OR NOT EXISTS (
                     SELECT 1 FROM executions o
                      WHERE o.integration = e.integration AND o.flow = e.flow
@@ -50,7 +57,12 @@ pub(super) fn lease_candidates(
           ORDER BY run_at, id
           LIMIT ?2",
     )?;
-    let mut rows = statement.query(params![now.millis(), scan])?;
+    let mut rows = statement.query(params![
+        now.millis(),
+        scan,
+        DELIVERY_INTEGRATION,
+        deliveries
+    ])?;
     let mut chosen = Vec::new();
     // Per group: (integration, flow, key).
     let mut running_in_batch: HashMap<(String, String, String), i64> = HashMap::new();

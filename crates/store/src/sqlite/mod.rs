@@ -25,7 +25,7 @@ use crate::records::{
 };
 use crate::records::{
     Checkpoint, End, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus,
-    ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Outcome, Page, QueuedFlow,
+    ExecutionSummary, LeasedExecution, LogRecord, NewExecution, Outcome, Page, QueuedFlow, Slots,
     StepRecord, StepStatus,
 };
 use crate::{Store, StoreError};
@@ -386,12 +386,18 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
 fn lease_batch(
     connection: &Connection,
     node: &NodeId,
-    limit: usize,
+    slots: Slots,
     now: Timestamp,
     expires_at: Timestamp,
 ) -> Result<Vec<LeasedExecution>, StoreError> {
     control::cancel_requeued(connection)?;
-    let chosen = flow_control::lease_candidates(connection, limit, now)?;
+    let mut chosen = flow_control::lease_candidates(connection, slots.flows, false, now)?;
+    chosen.extend(flow_control::lease_candidates(
+        connection,
+        slots.deliveries,
+        true,
+        now,
+    )?);
     let lease = LeaseToken::generate();
     let now = now.millis();
     let mut statement = connection.prepare_cached(
@@ -577,13 +583,13 @@ impl Store for SqliteStore {
     async fn lease(
         &self,
         node: &NodeId,
-        limit: usize,
+        slots: Slots,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Vec<LeasedExecution>, StoreError> {
         let node = node.clone();
         self.writer
-            .write(move |connection| lease_batch(connection, &node, limit, now, expires_at))
+            .write(move |connection| lease_batch(connection, &node, slots, now, expires_at))
             .await
     }
 

@@ -12,7 +12,7 @@ fn new_execution(flow: &str) -> NewExecution {
 /// Leases up to `limit` executions runnable now.
 async fn lease_now(store: &SqliteStore, node: &NodeId, limit: usize) -> Vec<LeasedExecution> {
     store
-        .lease(node, limit, Timestamp::now(), soon())
+        .lease(node, Slots::each(limit), Timestamp::now(), soon())
         .await
         .unwrap()
 }
@@ -142,7 +142,7 @@ async fn expired_leases_are_requeued() {
     let node = NodeId::generate();
     store.enqueue(new_execution("a")).await.unwrap();
     let now = Timestamp::now();
-    store.lease(&node, 1, now, now).await.unwrap();
+    store.lease(&node, Slots::each(1), now, now).await.unwrap();
     let later = Timestamp::now().after(std::time::Duration::from_secs(1));
     assert_eq!(store.requeue_expired(later).await.unwrap(), 1);
     assert_eq!(lease_now(&store, &node, 1).await.len(), 1);
@@ -360,7 +360,10 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
     let node = NodeId::generate();
     let id = store.enqueue(new_execution("a")).await.unwrap().id;
     let t0 = Timestamp::now();
-    let leased = store.lease(&node, 1, t0, soon()).await.unwrap();
+    let leased = store
+        .lease(&node, Slots::each(1), t0, soon())
+        .await
+        .unwrap();
     let mut failed = step(0, "call");
     failed.status = StepStatus::Failed;
     let error = ErrorRecord {
@@ -398,7 +401,7 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
     let just_before = Timestamp(at.millis() - 1);
     assert!(
         store
-            .lease(&node, 1, just_before, soon())
+            .lease(&node, Slots::each(1), just_before, soon())
             .await
             .unwrap()
             .is_empty(),
@@ -408,7 +411,10 @@ async fn a_retry_is_a_timer_in_the_store_that_holds_no_lease() {
         store.queue(just_before).await.unwrap().is_empty(),
         "not runnable yet"
     );
-    let again = store.lease(&node, 1, at, soon()).await.unwrap();
+    let again = store
+        .lease(&node, Slots::each(1), at, soon())
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].failed_attempts.get("call"), Some(&1));
     assert!(
@@ -641,7 +647,10 @@ async fn an_ordering_key_runs_its_executions_one_after_another() {
 
     // alice's head fails for good: the next of alice runs.
     end_lease(&store, &second[0], finished(ExecutionStatus::Succeeded)).await;
-    let again = store.lease(&node, 1, later, soon()).await.unwrap();
+    let again = store
+        .lease(&node, Slots::each(1), later, soon())
+        .await
+        .unwrap();
     assert_eq!(again[0].id, a1);
     end_lease(&store, &again[0], finished(ExecutionStatus::Failed)).await;
     let (_, ids) = lease_ids().await;
@@ -704,20 +713,28 @@ async fn a_throttle_caps_starts_per_period_and_a_debounce_keeps_the_last() {
     }
     let now = Timestamp::now();
     assert_eq!(
-        store.lease(&node, 10, now, soon()).await.unwrap().len(),
+        store
+            .lease(&node, Slots::each(10), now, soon())
+            .await
+            .unwrap()
+            .len(),
         2,
         "two starts per 10 s"
     );
     assert!(
         store
-            .lease(&node, 10, now, soon())
+            .lease(&node, Slots::each(10), now, soon())
             .await
             .unwrap()
             .is_empty()
     );
     let later = now.after(std::time::Duration::from_secs(11));
     assert_eq!(
-        store.lease(&node, 10, later, soon()).await.unwrap().len(),
+        store
+            .lease(&node, Slots::each(10), later, soon())
+            .await
+            .unwrap()
+            .len(),
         1,
         "the next period"
     );
@@ -735,13 +752,17 @@ async fn a_throttle_caps_starts_per_period_and_a_debounce_keeps_the_last() {
     assert_eq!(superseded.error.unwrap().code, "debounced");
     let t = Timestamp::now();
     assert!(
-        store.lease(&node, 10, t, soon()).await.unwrap().is_empty(),
+        store
+            .lease(&node, Slots::each(10), t, soon())
+            .await
+            .unwrap()
+            .is_empty(),
         "it waits its period"
     );
     let due = store
         .lease(
             &node,
-            10,
+            Slots::each(10),
             t.after(std::time::Duration::from_secs(2)),
             soon(),
         )
@@ -758,7 +779,7 @@ async fn a_cancel_asked_of_a_running_execution_holds_when_its_lease_is_lost() {
     let node = NodeId::generate();
     let id = store.enqueue(new_execution("a")).await.unwrap().id;
     let now = Timestamp::now();
-    store.lease(&node, 1, now, now).await.unwrap();
+    store.lease(&node, Slots::each(1), now, now).await.unwrap();
     assert_eq!(store.cancel(&id).await.unwrap(), Control::CancelRequested);
     let later = now.after(std::time::Duration::from_secs(1));
     assert_eq!(

@@ -19,6 +19,11 @@ flows:
     steps:
       - id: echo
         transform: .
+  ping:
+    trigger: { invoke: { wait: 3s } }
+    steps:
+      - id: pong
+        transform: '"pong"'
 "#;
 
 /// A server whose deliveries may reach loopback (the receivers), configured further.
@@ -709,4 +714,39 @@ async fn a_crash_during_delivery_loses_nothing_and_repeats_no_success() {
         "the delivery cut off by the crash is sent again after the restart"
     );
     assert_eq!(server.terminate(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_endpoints_hold_no_worker_of_the_flows() {
+    let slow = Receiver::start().await;
+    *slow.delay.lock().unwrap() = Duration::from_secs(5);
+    let server = server(|config| {
+        config.workers = 1;
+        config.outbound.workers = 1;
+    })
+    .await;
+    create_endpoint(
+        &server,
+        json!({"url": slow.base, "event_types": ["order.created"]}),
+    )
+    .await;
+    for n in 0..3 {
+        let message = json!({"event_type": "order.created", "payload": {"n": n}});
+        let (status, _) = post(&server, "/api/v1/messages", &message).await;
+        assert_eq!(status, 202);
+    }
+    wait_until("a delivery in flight", async || {
+        (!slow.requests().is_empty()).then_some(())
+    })
+    .await;
+    // The delivery pool is busy for seconds; the flows' one worker is not theirs.
+    let response = server
+        .client
+        .post(server.url("/invoke/shop/ping"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the flow waited for the deliveries");
+    assert_eq!(response.text().await.unwrap(), "pong");
 }

@@ -305,8 +305,12 @@ impl ServeProcess {
         data: &Path,
         extra: &[&str],
     ) -> Self {
+        command.arg("serve");
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg("--data")
             .arg(data)
             .args(extra)
             .arg(project)
