@@ -30,20 +30,6 @@ struct Observation {
 
 /// Evaluates every alert of the project every `interval` until `shutdown`.
 pub async fn watch(engine: Arc<Engine>, interval: Duration, shutdown: CancellationToken) {
-    let alerts: Vec<(&Arc<Integration>, &Arc<Alert>)> = engine
-        .project
-        .integrations
-        .values()
-        .flat_map(|integration| {
-            integration
-                .alerts
-                .iter()
-                .map(move |alert| (integration, alert))
-        })
-        .collect();
-    if alerts.is_empty() {
-        return;
-    }
     let mut known: Option<HashMap<(String, String), AlertState>> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,6 +53,14 @@ pub async fn watch(engine: Arc<Engine>, interval: Duration, shutdown: Cancellati
                 }
             },
         };
+        // Read each round: a reload may change the alerts.
+        let project = engine.project();
+        let mut alerts: Vec<(Arc<Integration>, Arc<Alert>)> = Vec::new();
+        for integration in project.integrations.values() {
+            for alert in &integration.alerts {
+                alerts.push((Arc::clone(integration), Arc::clone(alert)));
+            }
+        }
         for (integration, alert) in &alerts {
             if let Err(error) = evaluate(&engine, integration, alert, known).await {
                 tracing::warn!(%error, alert = %alert.name, integration = %integration.name, "Could not evaluate an alert.");
@@ -104,7 +98,7 @@ async fn evaluate(
         .iter()
         .map(|flow| {
             let trigger = json!({"kind": "alert", "alert": alert.name, "status": notice["status"]});
-            match engine.project.flow(&integration.name, flow) {
+            match engine.project().flow(&integration.name, flow) {
                 Some(flow) => engine.prepare_or_plain(flow, trigger, notice.clone()),
                 None => NewExecution::new(&integration.name, flow, trigger, notice.clone()),
             }

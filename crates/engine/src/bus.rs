@@ -124,30 +124,45 @@ impl Engine {
     /// The topic or pattern `subscriber` takes: its flow's `event` topic, or `*` for
     /// the outbound endpoints (which filter by their own event types). `None` when no
     /// flow of that name takes events.
-    pub fn subscription_topic(&self, subscriber: &str) -> Option<&str> {
+    pub fn subscription_topic(&self, subscriber: &str) -> Option<String> {
         if subscriber == WEBHOOKS_SUBSCRIBER {
-            return Some("*");
+            return Some(String::from("*"));
         }
         match &self.subscribing_flow(subscriber)?.trigger {
-            Trigger::Event(trigger) => Some(&trigger.topic),
+            Trigger::Event(trigger) => Some(trigger.topic.clone()),
             _ => None,
         }
     }
 
     /// The flow of a cursor name.
-    fn subscribing_flow(&self, subscriber: &str) -> Option<&Arc<Flow>> {
+    fn subscribing_flow(&self, subscriber: &str) -> Option<Arc<Flow>> {
         let (integration, flow) = subscriber.split_once('/')?;
-        self.project.flow(integration, flow)
+        self.project().flow(integration, flow).cloned()
+    }
+
+    /// Gives each subscriber of the project a cursor (a new one starts at the head) and
+    /// drops the cursors of flows that are gone. Done before requests are taken, so a
+    /// subscriber sees every event published once the server answers.
+    pub async fn sync_subscribers(&self) {
+        let mut names: Vec<String> = self
+            .subscribers()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names.push(WEBHOOKS_SUBSCRIBER.to_owned());
+        if let Err(error) = self.store.sync_cursors(names).await {
+            tracing::error!(%error, "Could not set up the event bus's subscribers.");
+        }
     }
 
     /// Every flow started by events, with its cursor's name (`<integration>/<flow>`).
-    pub fn subscribers(&self) -> Vec<(String, &Arc<Flow>)> {
-        self.project
+    pub fn subscribers(&self) -> Vec<(String, Arc<Flow>)> {
+        self.project()
             .integrations
             .values()
             .flat_map(|integration| integration.flows.values())
             .filter(|flow| matches!(flow.trigger, Trigger::Event(_)))
-            .map(|flow| (subscriber_name(flow), flow))
+            .map(|flow| (subscriber_name(flow), Arc::clone(flow)))
             .collect()
     }
 
@@ -202,15 +217,7 @@ fn event_trigger(event: &Event) -> Value {
 /// Hands events to subscribers until `shutdown`, woken by each publish and otherwise
 /// every poll interval.
 pub(crate) async fn dispatch(engine: Arc<Engine>, shutdown: CancellationToken) {
-    let mut names: Vec<String> = engine
-        .subscribers()
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
-    names.push(WEBHOOKS_SUBSCRIBER.to_owned());
-    if let Err(error) = engine.store.sync_cursors(names).await {
-        tracing::error!(%error, "Could not set up the event bus's subscribers.");
-    }
+    engine.sync_subscribers().await;
     loop {
         let more = match round(&engine).await {
             Ok(more) => more,
@@ -257,7 +264,7 @@ async fn round(engine: &Engine) -> Result<bool, StoreError> {
         } else {
             engine
                 .subscribing_flow(&cursor.subscriber)
-                .map(|flow| engine.subscribed(flow, &unseen))
+                .map(|flow| engine.subscribed(&flow, &unseen))
                 .unwrap_or_default()
         };
         advances.push(Advance {

@@ -28,8 +28,8 @@ use crate::steps::{self, StepContext, StepError, StepOutcome};
 /// operator's cancel) fires.
 pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: CancellationToken) {
     let flow = engine
-        .project
-        .flow(&leased.integration, &leased.flow)
+        .project()
+        .runnable_flow(&leased.integration, &leased.flow)
         .cloned();
     let trigger = flow.as_ref().map_or("unknown", |flow| flow.trigger.kind());
     let inbound = inbound_trace(&leased);
@@ -707,7 +707,7 @@ impl<'a> ExecutionRun<'a> {
     /// The execution of the flow's `on_error` flow, when this one failed for good.
     fn on_error(&self, error: Option<&ErrorRecord>) -> Option<NewExecution> {
         let leased = self.leased;
-        let project = &self.engine.project;
+        let project = self.engine.project();
         let target = project
             .flow(&leased.integration, &leased.flow)?
             .on_error

@@ -23,6 +23,7 @@
 mod alerts;
 mod bulk;
 pub mod bus;
+mod deploy;
 mod execution;
 pub mod invoke;
 pub mod outbound;
@@ -46,6 +47,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use bulk::{BulkAction, BulkJob};
+pub use deploy::Deployed;
 pub use steps::StepError;
 pub use submit::SubmitError;
 
@@ -161,7 +163,8 @@ struct InFlight {
 /// The engine of one Switchboard process.
 pub struct Engine {
     store: Arc<dyn Store>,
-    project: Arc<Project>,
+    /// The project being run; a reload swaps it.
+    project: std::sync::RwLock<Arc<Project>>,
     secrets: Secrets,
     http: reqwest::Client,
     /// The client of outbound webhook deliveries, behind the address guard.
@@ -199,7 +202,7 @@ impl Engine {
         let webhooks_http = config.outbound.client(webhooks_guard.clone())?;
         Ok(Arc::new(Self {
             store,
-            project,
+            project: std::sync::RwLock::new(project),
             secrets,
             http,
             webhooks_http,
@@ -217,8 +220,13 @@ impl Engine {
     }
 
     /// The project being run.
-    pub fn project(&self) -> &Arc<Project> {
-        &self.project
+    pub fn project(&self) -> Arc<Project> {
+        Arc::clone(
+            &self
+                .project
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The metrics it reports to.
@@ -375,7 +383,7 @@ impl Engine {
             return Ok(None);
         };
         let summary = original.summary;
-        let mut new = match self.project.flow(&summary.integration, &summary.flow) {
+        let mut new = match self.project().flow(&summary.integration, &summary.flow) {
             Some(flow) => self.prepare_or_plain(flow, original.trigger, original.input),
             None => NewExecution::new(
                 &summary.integration,
@@ -403,7 +411,7 @@ impl Engine {
         {
             let summary = cancelled.summary;
             let trigger = self
-                .project
+                .project()
                 .flow(&summary.integration, &summary.flow)
                 .map_or("unknown", |flow| flow.trigger.kind());
             self.metrics.execution_finished(

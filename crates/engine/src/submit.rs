@@ -183,9 +183,8 @@ impl Engine {
         execution: &Value,
     ) -> Scope {
         let config = self
-            .project
-            .integrations
-            .get(integration)
+            .project()
+            .runnable_integration(integration)
             .map_or(Value::Null, |integration| integration.config_values());
         Scope::new(input, trigger, &config, &self.secrets.to_json(), execution)
     }

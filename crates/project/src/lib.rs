@@ -15,12 +15,12 @@ pub mod model;
 mod position;
 pub mod spec;
 
-pub use load::{Problem, Problems, load};
+pub use load::{Problem, Problems, compile, load, project_files};
 pub use model::{
     Alert, AlertCondition, Backoff, BodyFormat, CallStep, CallTarget, Concurrency, ConfigValue,
-    ConfigVar, Debounce, Dedupe, EventTrigger, FailStep, Flow, ForEachStep, HmacAlgorithm,
-    HmacScheme, HttpBody, HttpStep, IfStep, Integration, Project, PublishStep, RespondStep,
-    ResponseStatus, RetryPolicy, Sleep, StateAction, StateScope, StateStep, Step, StepKind,
-    SwitchStep, SyncAnswer, Throttle, Trigger, Verify, VerifyScheme, WebhookTrigger,
+    ConfigVar, Debounce, Dedupe, DeployEvent, EventTrigger, FailStep, Flow, ForEachStep,
+    HmacAlgorithm, HmacScheme, HttpBody, HttpStep, IfStep, Integration, Project, PublishStep,
+    RespondStep, ResponseStatus, RetryPolicy, Sleep, StateAction, StateScope, StateStep, Step,
+    StepKind, SwitchStep, SyncAnswer, Throttle, Trigger, Verify, VerifyScheme, WebhookTrigger,
     alert_webhook_flow,
 };

@@ -12,8 +12,8 @@ use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
     Backoff, BodyFormat, CallStep, CallTarget, Concurrency, ConfigVar, Debounce, Dedupe,
-    EventTrigger, Flow, Integration, Project, RetryPolicy, SLACK_CHALLENGE, Step, StepKind,
-    SyncAnswer, Throttle, Trigger, WebhookTrigger,
+    DeployEvent, EventTrigger, Flow, Integration, Project, RetryPolicy, SLACK_CHALLENGE, Step,
+    StepKind, SyncAnswer, Throttle, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
 use crate::spec::{
@@ -152,6 +152,32 @@ pub fn load(paths: &[PathBuf]) -> Result<Project, Problems> {
     } else {
         Err(Problems(problems))
     }
+}
+
+/// Compiles one integration from its text alone (a version kept in the store), without
+/// the checks that need the rest of the project (`call` targets).
+pub fn compile(file: &Path, source: &str) -> Result<Integration, Problems> {
+    let mut checker = FileChecker {
+        file,
+        source,
+        problems: Vec::new(),
+        integration: String::new(),
+        calls: Vec::new(),
+    };
+    match checker.integration() {
+        Some((integration, _)) if checker.problems.is_empty() => Ok(integration),
+        _ => Err(Problems(checker.problems)),
+    }
+}
+
+/// The integration files of a project: the files named, and the `*.yaml`/`*.yml` files
+/// of the folders named (what [`load`] reads), leaving out what cannot be read.
+pub fn project_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files, &mut Vec::new());
+    }
+    files
 }
 
 fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
@@ -310,6 +336,7 @@ impl FileChecker<'_> {
             name,
             description: spec.description,
             file: self.file.to_owned(),
+            source: self.source.to_owned(),
             config,
             flows,
             alerts,
@@ -454,6 +481,7 @@ impl FileChecker<'_> {
             event,
             invoke,
             call,
+            deploy,
         } = spec.value;
         let kinds = [
             webhook.is_some(),
@@ -462,12 +490,13 @@ impl FileChecker<'_> {
             event.is_some(),
             invoke.is_some(),
             call.is_some(),
+            deploy.is_some(),
         ];
         if kinds.iter().filter(|set| **set).count() != 1 {
             let message = if kinds.contains(&true) {
-                "a trigger has one kind: `webhook`, `invoke`, `event`, `call`, `alert` or `error`"
+                "a trigger has one kind: `webhook`, `invoke`, `event`, `call`, `deploy`, `alert` or `error`"
             } else {
-                "the trigger names no kind: write `webhook: {}`, `invoke: {}`, `event: {topic: ...}`, `call: {}`, `alert: {}` or `error: {}`"
+                "the trigger names no kind: write `webhook: {}`, `invoke: {}`, `event: {topic: ...}`, `call: {}`, `deploy: {}`, `alert: {}` or `error: {}`"
             };
             self.report(&at, message);
             return None;
@@ -480,6 +509,28 @@ impl FileChecker<'_> {
         }
         if call.is_some() {
             return Some(Trigger::Call);
+        }
+        if let Some(deploy) = deploy {
+            let mut events = Vec::new();
+            for event in deploy.on.as_deref().unwrap_or_default() {
+                match DeployEvent::ALL
+                    .into_iter()
+                    .find(|known| known.as_str() == event.value)
+                {
+                    Some(known) => events.push(known),
+                    None => self.report(
+                        &event.referenced,
+                        format!(
+                            "`{}` is not a deploy event: use deployed, updated or removed",
+                            event.value
+                        ),
+                    ),
+                }
+            }
+            if deploy.on.is_none() {
+                events = DeployEvent::ALL.to_vec();
+            }
+            return Some(Trigger::Deploy(events));
         }
         if let Some(event) = event {
             return self.event_trigger(&event).map(Trigger::Event);

@@ -12,12 +12,31 @@ use switchboard_expr::{Expr, Template};
 pub struct Project {
     /// The integrations, by name.
     pub integrations: BTreeMap<String, Arc<Integration>>,
+    /// Versions a reload replaced or removed, and integrations removed since the last
+    /// deployment: their flows still run the executions queued for them, and the
+    /// `removed` flows of an integration that is gone.
+    pub previous: BTreeMap<String, Arc<Integration>>,
 }
 
 impl Project {
     /// The flow `flow` of integration `integration`.
     pub fn flow(&self, integration: &str, flow: &str) -> Option<&Arc<Flow>> {
         self.integrations.get(integration)?.flows.get(flow)
+    }
+
+    /// The flow an execution of `integration`/`flow` runs: the current version's, else
+    /// the previous version's.
+    pub fn runnable_flow(&self, integration: &str, flow: &str) -> Option<&Arc<Flow>> {
+        self.flow(integration, flow)
+            .or_else(|| self.previous.get(integration)?.flows.get(flow))
+    }
+
+    /// The integration whose `$config` an execution of `name` reads: the current
+    /// version, else the previous one.
+    pub fn runnable_integration(&self, name: &str) -> Option<&Arc<Integration>> {
+        self.integrations
+            .get(name)
+            .or_else(|| self.previous.get(name))
     }
 
     /// Sets config variables over their YAML defaults; an error names the first one that
@@ -90,6 +109,8 @@ pub struct Integration {
     pub description: Option<String>,
     /// The file it came from.
     pub file: PathBuf,
+    /// The file's text, kept so that its `deploy` flows can run once it is removed.
+    pub source: String,
     /// Its config variables, in name order.
     pub config: Vec<ConfigVar>,
     /// Its flows, by name.
@@ -99,6 +120,24 @@ pub struct Integration {
 }
 
 impl Integration {
+    /// What tells one version of the integration from another: a SHA-256 of its file
+    /// and its config values (which `--config` may change without the file).
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.source.as_bytes());
+        hash.update([0]);
+        hash.update(self.config_values().to_string().as_bytes());
+        hex::encode(hash.finalize())
+    }
+
+    /// Its `deploy` flows that `event` starts.
+    pub fn deploy_flows(&self, event: DeployEvent) -> impl Iterator<Item = &Arc<Flow>> {
+        self.flows
+            .values()
+            .filter(move |flow| matches!(&flow.trigger, Trigger::Deploy(on) if on.contains(&event)))
+    }
+
     /// The `$config` object: every variable with its value.
     pub fn config_values(&self) -> serde_json::Value {
         serde_json::Value::Object(
@@ -268,6 +307,33 @@ pub enum Trigger {
     Invoke(Box<WebhookTrigger>),
     /// Another flow's `call` step or dispatch; the input is what it passed.
     Call,
+    /// The integration was deployed, changed or removed; the input says which.
+    Deploy(Vec<DeployEvent>),
+}
+
+/// What happened to an integration, for its `deploy` flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployEvent {
+    /// It was loaded for the first time.
+    Deployed,
+    /// Its file (or a config value) changed.
+    Updated,
+    /// Its file was removed from the project.
+    Removed,
+}
+
+impl DeployEvent {
+    /// Every event, in order.
+    pub const ALL: [Self; 3] = [Self::Deployed, Self::Updated, Self::Removed];
+
+    /// The event as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployed => "deployed",
+            Self::Updated => "updated",
+            Self::Removed => "removed",
+        }
+    }
 }
 
 /// The `event` trigger, compiled.
@@ -289,6 +355,7 @@ impl Trigger {
             Self::Event(_) => "event",
             Self::Invoke(_) => "invoke",
             Self::Call => "call",
+            Self::Deploy(_) => "deploy",
         }
     }
 

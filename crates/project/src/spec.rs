@@ -165,6 +165,18 @@ pub struct TriggerSpec {
     /// Only other flows start it, with a `call` step or a dispatch.
     #[serde(default)]
     pub call: Option<AlertTriggerSpec>,
+    /// The integration was deployed for the first time, changed, or removed.
+    #[serde(default)]
+    pub deploy: Option<DeploySpec>,
+}
+
+/// The `deploy` trigger.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    /// Which of `deployed`, `updated` and `removed` start the flow (default: all three).
+    #[serde(default)]
+    pub on: Option<Vec<Spanned<String>>>,
 }
 
 /// The `event` trigger.

@@ -107,9 +107,8 @@ pub(crate) async fn poll(
             "no execution `{execution_id}` of a synchronous flow `{flow_name}` in integration `{integration}`"
         ))
     };
-    let flow = state
-        .engine
-        .project()
+    let project = state.engine.project();
+    let flow = project
         .flow(&integration, &flow_name)
         .filter(|flow| {
             flow.trigger

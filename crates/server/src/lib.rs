@@ -21,6 +21,7 @@ pub mod jobs;
 mod openapi;
 pub mod telemetry;
 mod verify;
+pub mod watch;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// The base URL hooks are reachable at from outside, for the API's hook URLs.
     pub public_url: Option<String>,
+    /// Set to reload the project when its files change (`serve --watch`).
+    pub watch: Option<watch::Watch>,
 }
 
 /// The server could not start or stopped with an error.
@@ -91,8 +94,24 @@ pub async fn run(
         config.engine,
         Arc::clone(&metrics),
     )?;
+    let base_url = match &config.public_url {
+        Some(public) => public.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    // Before the first request: every subscriber has its cursor, and what changed since
+    // the last run has queued its `deploy` flows.
+    engine.sync_subscribers().await;
+    engine.deploy(&base_url).await?;
     let stopping = CancellationToken::new();
     let engine_task = tokio::spawn(Arc::clone(&engine).run(stopping.clone()));
+    if let Some(watch) = config.watch {
+        tokio::spawn(watch::run(
+            Arc::clone(&engine),
+            watch,
+            base_url,
+            stopping.clone(),
+        ));
+    }
     tokio::spawn(upkeep(metrics, stopping.clone()));
     let state = AppState {
         engine,
@@ -127,7 +146,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .merge(telemetry::routes())
         .split_for_parts();
-    let document = openapi::for_project(document, state.engine.project());
+    let document = openapi::for_project(document, &state.engine.project());
     routes
         .merge(openapi::reference(document))
         .fallback(|| async { error::ApiError::not_found("no such route") })

@@ -20,6 +20,7 @@ use switchboard_engine::{Engine, EngineConfig};
 use switchboard_expr::Limits;
 use switchboard_project::{ConfigValue, Project};
 use switchboard_server::ServerConfig;
+use switchboard_server::watch::Watch;
 use switchboard_store::{SqliteStore, Store};
 use switchboard_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,13 @@ struct ServeArgs {
     /// commas.
     #[arg(long = "config", env = "SWITCHBOARD_CONFIG", value_delimiter = ',')]
     config: Vec<ConfigValue>,
+    /// Reload the project when its files change, without a restart: a version with
+    /// problems is reported and the running one stays.
+    #[arg(long, env = "SWITCHBOARD_WATCH")]
+    watch: bool,
+    /// How often `--watch` looks at the project's files.
+    #[arg(long, env = "SWITCHBOARD_WATCH_INTERVAL", default_value = "1s")]
+    watch_interval: HumanDuration,
     /// The address to listen on (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -330,6 +338,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         max_body: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),
         public_url: args.public_url,
+        watch: args.watch.then(|| Watch {
+            paths: args.project.clone(),
+            config: args.config.clone(),
+            interval: args.watch_interval.into(),
+        }),
     };
     tracing::info!(%address, data = %args.data.display(), integrations = config.project.integrations.len(), "Serving.");
     println!("switchboard listening on http://{address}");

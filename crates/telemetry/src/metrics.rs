@@ -64,6 +64,8 @@ pub mod names {
     pub const EVENTS_DISPATCHED: &str = "switchboard_events_dispatched_total";
     /// Events a subscriber's filter failed on, by `integration` and `flow`.
     pub const EVENT_FILTER_ERRORS: &str = "switchboard_event_filter_errors_total";
+    /// Reloads of the project by `serve --watch`, by `outcome` (`applied`, `refused`).
+    pub const PROJECT_RELOADS: &str = "switchboard_project_reloads_total";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
 }
@@ -190,6 +192,11 @@ pub const ALL: &[Metric] = {
             EVENTS_PUBLISHED,
             Counter,
             "Events appended to the bus, by source (api, flow).",
+        ),
+        metric(
+            PROJECT_RELOADS,
+            Counter,
+            "Reloads of the project by serve --watch, by outcome (applied, refused).",
         ),
         metric(
             EVENTS_DISPATCHED,
@@ -375,6 +382,13 @@ impl Metrics {
     pub fn events_published(&self, source: &'static str, count: usize) {
         self.counter(names::EVENTS_PUBLISHED, vec![Label::new("source", source)])
             .increment(count as u64);
+    }
+
+    /// `serve --watch` reloaded the project (`applied`) or found problems in it and kept
+    /// the running version (`refused`).
+    pub fn project_reloaded(&self, outcome: &'static str) {
+        self.counter(names::PROJECT_RELOADS, vec![Label::new("outcome", outcome)])
+            .increment(1);
     }
 
     /// `count` executions of subscribing flows were queued from events.
@@ -591,6 +605,7 @@ mod tests {
         metrics.events_published("api", 1);
         metrics.events_dispatched(1);
         metrics.event_filter_failed("a", "b");
+        metrics.project_reloaded("applied");
         metrics.upkeep();
         let text = metrics.render();
         for metric in ALL {

@@ -172,7 +172,7 @@ impl ExecutionRun<'_> {
     /// The flow a `call` starts: the one it names, or the one its dispatch program
     /// names among the integration's other flows.
     fn target(&self, call: &CallStep, frame: &Frame) -> Result<std::sync::Arc<Flow>, StepError> {
-        let project = &self.engine.project;
+        let project = self.engine.project();
         let integration = &self.leased.integration;
         let (integration, name) = match &call.target {
             CallTarget::Flow { integration, flow } => (integration.as_str(), flow.clone()),

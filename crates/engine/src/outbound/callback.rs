@@ -142,7 +142,7 @@ async fn attempt(
     };
     let summary = &detail.summary;
     let secret = engine
-        .project
+        .project()
         .flow(&summary.integration, &summary.flow)
         .and_then(|flow| {
             flow.trigger

@@ -543,3 +543,23 @@ fn calls_invokes_and_dispatch_are_checked() {
         ["4:14: `wait` and `callback` go with `mode: sync`: an asynchronous hook answers at once"]
     );
 }
+
+#[test]
+fn deploy_triggers_name_their_events() {
+    let source = "name: a\nflows:\n  register:\n    trigger: { deploy: { on: [deployed, removed] } }\n    steps: [{ id: x, log: hi }]\n  all:\n    trigger: { deploy: {} }\n    steps: [{ id: y, log: hi }]\n";
+    let project = load_source(source).unwrap();
+    let integration = &project.integrations["a"];
+    let names = |event| {
+        integration
+            .deploy_flows(event)
+            .map(|flow| flow.name.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(crate::DeployEvent::Deployed), ["all", "register"]);
+    assert_eq!(names(crate::DeployEvent::Updated), ["all"]);
+    let problems = load_source(&source.replace("removed]", "gone]")).unwrap_err();
+    assert_eq!(
+        problems,
+        ["4:41: `gone` is not a deploy event: use deployed, updated or removed"]
+    );
+}

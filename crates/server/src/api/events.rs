@@ -121,7 +121,7 @@ async fn subscriptions(state: &AppState) -> Result<Vec<SubscriptionView>, ApiErr
     Ok(cursors
         .into_iter()
         .filter_map(|Cursor { subscriber, seq }| {
-            let topic = state.engine.subscription_topic(&subscriber)?.to_owned();
+            let topic = state.engine.subscription_topic(&subscriber)?;
             Some(SubscriptionView {
                 subscriber,
                 topic,
@@ -255,7 +255,6 @@ async fn rewind_subscription(
         .engine
         .subscription_topic(&subscriber)
         .filter(|_| subscriber != WEBHOOKS_SUBSCRIBER)
-        .map(str::to_owned)
     else {
         return Err(not_found());
     };

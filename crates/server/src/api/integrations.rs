@@ -100,6 +100,11 @@ pub enum TriggerView {
     },
     /// A `call` step or dispatch of another flow.
     Call,
+    /// The integration's deployment, change or removal.
+    Deploy {
+        /// Which of `deployed`, `updated`, `removed` start it.
+        on: Vec<&'static str>,
+    },
     /// An alert of the integration that names the flow in `notify`.
     Alert,
     /// A failed execution of a flow that names this one in `on_error`.
@@ -212,6 +217,9 @@ impl IntegrationView {
                         }
                     }
                     Trigger::Call => TriggerView::Call,
+                    Trigger::Deploy(on) => TriggerView::Deploy {
+                        on: on.iter().map(|event| event.as_str()).collect(),
+                    },
                     Trigger::Alert => TriggerView::Alert,
                     Trigger::Error => TriggerView::Error,
                     Trigger::Event(event) => TriggerView::Event {
@@ -286,9 +294,8 @@ async fn get_integration(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<axum::Json<IntegrationView>, ApiError> {
-    let integration = state
-        .engine
-        .project()
+    let project = state.engine.project();
+    let integration = project
         .integrations
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no integration `{name}`")))?;

@@ -3,6 +3,7 @@
 mod alerts;
 mod bus;
 mod control;
+mod deploy;
 mod ends;
 mod flow_control;
 mod outbound;
@@ -44,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("schema_9.sql")),
     (10, include_str!("schema_10.sql")),
     (11, include_str!("schema_11.sql")),
+    (12, include_str!("schema_12.sql")),
 ];
 
 /// The database file inside the data folder.

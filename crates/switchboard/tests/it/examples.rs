@@ -28,6 +28,7 @@ impl Examples {
             format!("order-fanout.sandbox_url={sandbox}"),
             format!("quotes.sandbox_url={sandbox}"),
             format!("crm-import.app_url={sandbox}"),
+            format!("crm-import.crm_url={sandbox}"),
             format!("contact-sync.crm_url={sandbox}/crm-contacts"),
             format!("contact-sync.shop_url={sandbox}/shop-customers"),
             format!("shop-orders.erp_url=http://127.0.0.1:{port}/hooks/erp-sandbox"),
@@ -214,6 +215,17 @@ async fn the_examples_run_each_pattern_of_the_seeds() {
         .await
         .unwrap();
     assert_eq!(polled.status(), 200);
+
+    // Deploy-time registration (seed 001): at the first start, crm-import subscribed
+    // the CRM's webhooks to its one URL.
+    let subscribed = examples.ended("sandbox", "crm-webhooks", 1).await;
+    let subscribed = examples.execution(&subscribed[0]["id"]).await;
+    assert_eq!(
+        subscribed["input"]["url"],
+        examples.url("/hooks/crm-import/inbound")
+    );
+    let registered = examples.ended("crm-import", "register", 1).await;
+    assert_eq!(registered[0]["status"], "succeeded");
 
     // One-way import through a pre-process flow (seed 001): dispatched by type.
     let inbound = examples

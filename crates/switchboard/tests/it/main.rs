@@ -10,6 +10,7 @@ mod bus;
 mod cli;
 mod control;
 mod crash;
+mod deploy;
 mod examples;
 mod flows;
 mod hooks;

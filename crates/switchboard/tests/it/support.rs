@@ -65,6 +65,7 @@ impl TestServer {
             },
             max_body: 64 * 1024,
             public_url: None,
+            watch: None,
         };
         configure(&mut config.engine);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
