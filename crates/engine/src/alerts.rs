@@ -230,6 +230,48 @@ async fn observe(
                 value: oldest.as_secs_f64(),
             }
         }
+        AlertCondition::EndpointDisabled { ref tenant } => {
+            let mut disabled = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = store.endpoints(tenant.clone(), 500, cursor).await?;
+                disabled.extend(
+                    page.items
+                        .into_iter()
+                        .filter(|endpoint| endpoint.settings.disabled),
+                );
+                match page.next_cursor.and_then(|next| next.parse().ok()) {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            let named: Vec<String> = disabled
+                .iter()
+                .take(5)
+                .map(|endpoint| {
+                    let why = endpoint
+                        .disabled_reason
+                        .as_deref()
+                        .unwrap_or("an operator disabled it");
+                    format!("{} {} ({why})", endpoint.id, endpoint.settings.url)
+                })
+                .collect();
+            let whose = tenant
+                .as_ref()
+                .map_or(String::new(), |tenant| format!(" of tenant `{tenant}`"));
+            Observation {
+                firing: !disabled.is_empty(),
+                summary: match disabled.len() {
+                    0 => format!("no outbound endpoint{whose} is disabled"),
+                    count => format!(
+                        "{count} outbound endpoint(s){whose} disabled: {}{}",
+                        named.join(", "),
+                        if count > named.len() { ", …" } else { "" }
+                    ),
+                },
+                value: disabled.len() as f64,
+            }
+        }
     };
     Ok(observation)
 }

@@ -783,6 +783,11 @@ pub enum AlertCondition {
         /// The limit.
         above: Duration,
     },
+    /// An outbound endpoint is disabled.
+    EndpointDisabled {
+        /// Only this tenant's endpoints.
+        tenant: Option<String>,
+    },
 }
 
 impl AlertCondition {
@@ -793,6 +798,7 @@ impl AlertCondition {
             Self::ErrorRate { .. } => "error_rate",
             Self::P95Duration { .. } => "p95_duration",
             Self::QueueAge { .. } => "queue_age",
+            Self::EndpointDisabled { .. } => "endpoint_disabled",
         }
     }
 }

@@ -565,6 +565,18 @@ pub struct ConditionSpec {
     /// The oldest execution waiting for a worker has waited more than `above`.
     #[serde(default)]
     pub queue_age: Option<QueueAgeSpec>,
+    /// An outbound webhook endpoint is disabled (optionally only a tenant's).
+    #[serde(default)]
+    pub endpoint_disabled: Option<EndpointDisabledSpec>,
+}
+
+/// The `endpoint_disabled` condition.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointDisabledSpec {
+    /// Only this tenant's endpoints.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// The `failures` condition.

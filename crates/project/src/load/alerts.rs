@@ -16,7 +16,13 @@ use crate::spec::{AlertSpec, ConditionSpec, HttpSpec, NotifySpec};
 /// The fewest ended executions an `error_rate` alert fires on, when not given.
 const DEFAULT_MIN_EXECUTIONS: u64 = 10;
 
-const CONDITIONS: [&str; 4] = ["failures", "error_rate", "p95_duration", "queue_age"];
+const CONDITIONS: [&str; 5] = [
+    "failures",
+    "error_rate",
+    "p95_duration",
+    "queue_age",
+    "endpoint_disabled",
+];
 
 impl FileChecker<'_> {
     /// Compiles the alerts of `integration`, adding a flow to `flows` for each webhook target.
@@ -104,12 +110,14 @@ impl FileChecker<'_> {
             error_rate,
             p95_duration,
             queue_age,
+            endpoint_disabled,
         } = when.value;
         let set = [
             failures.is_some(),
             error_rate.is_some(),
             p95_duration.is_some(),
             queue_age.is_some(),
+            endpoint_disabled.is_some(),
         ];
         if set.iter().filter(|&&present| present).count() != 1 {
             self.report(
@@ -145,6 +153,10 @@ impl FileChecker<'_> {
             AlertCondition::P95Duration {
                 above: self.window(p95.above.into(), &at)?,
                 within: self.window(p95.within.into(), &at)?,
+            }
+        } else if let Some(disabled) = endpoint_disabled {
+            AlertCondition::EndpointDisabled {
+                tenant: disabled.tenant,
             }
         } else {
             let queue = queue_age?;

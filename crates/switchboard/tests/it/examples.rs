@@ -126,6 +126,18 @@ fn payload(name: &str) -> Value {
 async fn the_examples_run_each_pattern_of_the_seeds() {
     let examples = Examples::start();
 
+    // One-way export: the shop's order, totalled and forwarded to the ERP.
+    let exported = examples
+        .run_hook("/hooks/shop-orders/receive-order", &payload("order.json"))
+        .await;
+    assert_eq!(exported["status"], "succeeded", "{exported:#}");
+    let received = examples.ended("erp-sandbox", "orders", 1).await;
+    let received = examples.execution(&received[0]["id"]).await;
+    assert_eq!(
+        received["input"],
+        json!({"id": "ord_1001", "email": "ada@example.com", "total": 55.0})
+    );
+
     // Fan-out (seed 003): one event, three independent subscribers.
     let placed = examples
         .run_hook("/hooks/order-fanout/order-placed", &payload("order.json"))

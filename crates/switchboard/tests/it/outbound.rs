@@ -19,11 +19,25 @@ flows:
     steps:
       - id: echo
         transform: .
+  endpoint-down:
+    trigger: { event: { topic: endpoint.disabled } }
+    steps:
+      - id: page
+        transform: '{endpoint: .endpoint_id, reason: .reason}'
   ping:
     trigger: { invoke: { wait: 3s } }
     steps:
       - id: pong
         transform: '"pong"'
+  on-alert:
+    trigger: { alert: {} }
+    steps:
+      - id: note
+        transform: '{status: .status, summary: .summary}'
+alerts:
+  endpoints-down:
+    when: { endpoint_disabled: {} }
+    notify: [{ flow: on-alert }]
 "#;
 
 /// A server whose deliveries may reach loopback (the receivers), configured further.
@@ -326,6 +340,38 @@ async fn gone_disables_the_endpoint_at_once() {
     assert!(
         metrics.contains(r#"switchboard_webhook_endpoints_disabled_total{reason="gone"} 1"#),
         "{metrics}"
+    );
+    // The bus announced it, and a flow took it up.
+    let paged = wait_until("a flow started by endpoint.disabled", async || {
+        let (_, page) = server
+            .get_json("/api/v1/executions?flow=endpoint-down&status=succeeded")
+            .await;
+        page["items"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let (_, paged) = server
+        .get_json(&format!("/api/v1/executions/{paged}"))
+        .await;
+    assert_eq!(
+        paged["output"],
+        json!({"endpoint": endpoint, "reason": "the endpoint answered 410 Gone"})
+    );
+    // The `endpoint_disabled` alert fires, naming it.
+    let noticed = wait_until("the endpoint_disabled alert", async || {
+        let (_, page) = server
+            .get_json("/api/v1/executions?flow=on-alert&status=succeeded")
+            .await;
+        page["items"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let (_, noticed) = server
+        .get_json(&format!("/api/v1/executions/{noticed}"))
+        .await;
+    assert_eq!(noticed["output"]["status"], "firing");
+    let summary = noticed["output"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("1 outbound endpoint(s) disabled: ") && summary.contains(&endpoint),
+        "{summary}"
     );
 
     // Enabling it again clears the reason.
