@@ -17,9 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::deliver::post;
-use super::{schedule, signing};
+use super::signing;
 use crate::Engine;
-use crate::execution::{random_unit, retry_after};
 use crate::invoke::answer_of;
 
 /// The step id of every attempt in the callback's execution record.
@@ -206,7 +205,7 @@ async fn attempt(
         .secrets
         .redact_json(&json!({"method": "POST", "url": url}));
     steps.push(exchange.record(leased.next_step_seq, STEP, input, attempt, now));
-    let Some((kind, failure)) = exchange.failure else {
+    let Some((kind, failure)) = exchange.failure.clone() else {
         log(
             LogLevel::Info,
             format!("called back {url} (attempt {attempt})"),
@@ -218,34 +217,14 @@ async fn attempt(
         });
     };
     let schedule = &engine.config.outbound.retry_schedule;
-    let answer = json!({"status": exchange.status, "headers": exchange.headers});
-    let asked = retry_after(Some(&answer), schedule::MAX_RETRY_AFTER);
-    match schedule::next_wait(schedule, attempt, random_unit(), asked) {
-        Some(wait) => {
-            log(
-                LogLevel::Warn,
-                format!(
-                    "attempt {attempt} of {} failed: {failure}; next attempt in {}",
-                    schedule.len() + 1,
-                    switchboard_core::HumanDuration(wait)
-                ),
-            );
-            End::Retry {
-                at: Timestamp::now().after(wait),
-                error: ErrorRecord {
-                    code: kind.to_owned(),
-                    message: failure,
-                    step: Some(STEP.to_owned()),
-                },
-            }
+    match exchange.retry(schedule, attempt, kind, &failure, STEP) {
+        Ok((retry, line)) => {
+            log(LogLevel::Warn, line);
+            retry
         }
-        None => {
-            let message = format!(
-                "{failure} (attempt {attempt} of {}, the last)",
-                schedule.len() + 1
-            );
-            log(LogLevel::Error, message.clone());
-            fail("attempts_exhausted", message)
+        Err(last) => {
+            log(LogLevel::Error, last.clone());
+            fail("attempts_exhausted", last)
         }
     }
 }

@@ -304,7 +304,7 @@ impl DeliveryRun<'_> {
                 }),
             );
         }
-        let Some((kind, failure)) = exchange.failure else {
+        let Some((kind, failure)) = exchange.failure.clone() else {
             self.log(
                 LogLevel::Info,
                 format!("delivered to {} (attempt {attempt})", endpoint.settings.url),
@@ -331,28 +331,12 @@ impl DeliveryRun<'_> {
             Some(entries) => schedule::parse(entries).unwrap_or_default(),
             None => self.engine.config.outbound.retry_schedule.clone(),
         };
-        let answer = json!({"status": exchange.status, "headers": exchange.headers});
-        let asked = retry_after(Some(&answer), schedule::MAX_RETRY_AFTER);
-        match schedule::next_wait(&schedule, attempt, random_unit(), asked) {
-            Some(wait) => {
-                self.log(
-                    LogLevel::Warn,
-                    format!(
-                        "attempt {attempt} of {} failed: {failure}; next attempt in {}",
-                        schedule.len() + 1,
-                        switchboard_core::HumanDuration(wait)
-                    ),
-                );
-                End::Retry {
-                    at: Timestamp::now().after(wait),
-                    error: ErrorRecord {
-                        code: kind.to_owned(),
-                        message: failure,
-                        step: Some(STEP.to_owned()),
-                    },
-                }
+        match exchange.retry(&schedule, attempt, kind, &failure, STEP) {
+            Ok((retry, line)) => {
+                self.log(LogLevel::Warn, line);
+                retry
             }
-            None => {
+            Err(last) => {
                 self.announce(
                     ATTEMPT_EXHAUSTED,
                     format!("{}.exhausted", self.leased.id),
@@ -370,13 +354,7 @@ impl DeliveryRun<'_> {
                         },
                     }),
                 );
-                self.fail(
-                    "attempts_exhausted",
-                    format!(
-                        "{failure} (attempt {attempt} of {}, the last)",
-                        schedule.len() + 1
-                    ),
-                )
+                self.fail("attempts_exhausted", last)
             }
         }
     }
@@ -421,6 +399,41 @@ impl DeliveryRun<'_> {
 }
 
 impl Exchange {
+    /// After failed attempt `attempt` (whose `kind` and `failure` these are): the retry
+    /// `schedule` asks for (never sooner than the receiver's `Retry-After`) with the
+    /// log line that says so, or, after the last attempt, the message the failure ends
+    /// with.
+    pub(super) fn retry(
+        &self,
+        schedule: &[std::time::Duration],
+        attempt: u32,
+        kind: &str,
+        failure: &str,
+        step: &str,
+    ) -> Result<(End, String), String> {
+        let answer = json!({"status": self.status, "headers": self.headers});
+        let asked = retry_after(Some(&answer), schedule::MAX_RETRY_AFTER);
+        let attempts = schedule.len() + 1;
+        let Some(wait) = schedule::next_wait(schedule, attempt, random_unit(), asked) else {
+            return Err(format!(
+                "{failure} (attempt {attempt} of {attempts}, the last)"
+            ));
+        };
+        let line = format!(
+            "attempt {attempt} of {attempts} failed: {failure}; next attempt in {}",
+            switchboard_core::HumanDuration(wait)
+        );
+        let retry = End::Retry {
+            at: Timestamp::now().after(wait),
+            error: ErrorRecord {
+                code: kind.to_owned(),
+                message: failure.to_owned(),
+                step: Some(step.to_owned()),
+            },
+        };
+        Ok((retry, line))
+    }
+
     /// The attempt as step `step` of its execution (numbered `seq`): succeeded on a 2xx,
     /// with the answer as its output.
     pub(super) fn record(
