@@ -146,9 +146,15 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .merge(telemetry::routes())
         .split_for_parts();
-    let document = openapi::for_project(document, &state.engine.project());
+    // Built on each request from the running project, so it follows `--watch` reloads.
+    let engine = Arc::clone(&state.engine);
+    let described = axum::routing::get(move || {
+        let document = openapi::for_project(document.clone(), &engine.project());
+        async move { axum::Json(document) }
+    });
     routes
-        .merge(openapi::reference(document))
+        .route("/openapi.json", described)
+        .merge(openapi::reference())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             error::ApiError::wrong_method(method.as_str())

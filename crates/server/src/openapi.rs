@@ -47,8 +47,8 @@ const INVOKE_PATH: &str = "/invoke/{integration}/{flow}";
 pub(crate) struct ApiDoc;
 
 /// The page at `/docs`, reading the document at `/openapi.json`.
-pub(crate) fn reference(document: utoipa::openapi::OpenApi) -> SwaggerUi {
-    SwaggerUi::new("/docs").url("/openapi.json", document)
+pub(crate) fn reference() -> SwaggerUi {
+    SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"))
 }
 
 /// The document with the generic hook operation replaced by the project's hooks.

@@ -345,36 +345,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }),
     };
     tracing::info!(%address, data = %args.data.display(), integrations = config.project.integrations.len(), "Serving.");
+    let shutdown = shutdown_signal();
     println!("switchboard listening on http://{address}");
-    switchboard_server::run(config, listener, shutdown_signal())
+    switchboard_server::run(config, listener, shutdown)
         .await
         .context("the server stopped")?;
     tracing::info!("Stopped.");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that comes while the server starts
+/// (deploying, before it serves) stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the server.");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let signals = signal(SignalKind::terminate())
+            .and_then(|terminate| Ok((terminate, signal(SignalKind::interrupt())?)));
+        async move {
+            match signals {
+                Ok((mut terminate, mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the server.");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -205,6 +205,18 @@ async fn watch_reloads_with_work_queued_and_keeps_the_running_version_on_problem
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(reloaded, "the new flow never appeared");
+    let document: Value = client
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        document["paths"]["/hooks/app/extra"]["post"].is_object(),
+        "the document follows the reload"
+    );
     for id in &queued {
         let execution = wait_for_execution(&client, &server.base, id).await;
         assert_eq!(execution["status"], "succeeded", "{execution:#}");
