@@ -39,7 +39,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Secrets, Timestamp};
 use switchboard_expr::Limits;
 use switchboard_project::Project;
-use switchboard_store::outbound::{CALLBACK_FLOW, DELIVERY_INTEGRATION};
+use switchboard_store::outbound::DELIVERY_INTEGRATION;
 use switchboard_store::{Control, LeasedExecution, NewExecution, Slots, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
@@ -321,11 +321,7 @@ impl Engine {
                 running.spawn(async move {
                     let id = execution.id.clone();
                     if execution.integration == DELIVERY_INTEGRATION {
-                        if execution.flow == CALLBACK_FLOW {
-                            outbound::callback(&engine, execution, stop).await;
-                        } else {
-                            outbound::deliver(&engine, execution, stop).await;
-                        }
+                        outbound::deliver(&engine, execution, stop).await;
                     } else {
                         execution::run(&engine, execution, stop).await;
                     }

@@ -19,10 +19,12 @@ use serde_json::{Map, Value, json};
 use switchboard_core::Timestamp;
 use switchboard_core::ids::EndpointId;
 use switchboard_store::bus::NewEvent;
-use switchboard_store::outbound::{Attempt, AttemptStatus, Endpoint, EndpointVerdict, Message};
+use switchboard_store::outbound::{
+    Attempt, AttemptStatus, CALLBACK_FLOW, Endpoint, EndpointVerdict, Message,
+};
 use switchboard_store::{
     Checkpoint, Checkpointed, End, ErrorRecord, ExecutionStatus, Finish, LeasedExecution, LogLevel,
-    LogRecord, StepRecord, StepStatus,
+    LogRecord, StepRecord, StepStatus, StoreError,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -38,28 +40,49 @@ const STEP: &str = "deliver";
 /// The most bytes of an answer's body kept.
 const KEPT_BODY: usize = 16 * 1024;
 
-/// Runs one attempt of a leased delivery and records how it went.
+/// Runs one attempt of a leased delivery (or, for `_webhooks/callback`, a callback) and
+/// records how it went.
 pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: CancellationToken) {
-    let span = tracing::info_span!(
-        "delivery",
-        execution_id = %leased.id,
-        message_id = leased.input["message_id"].as_str().unwrap_or(""),
-        endpoint_id = leased.input["endpoint_id"].as_str().unwrap_or(""),
-        attempt = leased.attempt,
-    );
+    let callback = leased.flow == CALLBACK_FLOW;
+    let (span, trigger, step) = if callback {
+        let span = tracing::info_span!(
+            "callback",
+            execution_id = %leased.id,
+            called_execution_id = leased.input["execution_id"].as_str().unwrap_or(""),
+            attempt = leased.attempt,
+        );
+        (span, "callback", super::callback::STEP)
+    } else {
+        let span = tracing::info_span!(
+            "delivery",
+            execution_id = %leased.id,
+            message_id = leased.input["message_id"].as_str().unwrap_or(""),
+            endpoint_id = leased.input["endpoint_id"].as_str().unwrap_or(""),
+            attempt = leased.attempt,
+        );
+        (span, "message", STEP)
+    };
     async {
         let _running = engine
             .metrics
-            .execution_started(&leased.integration, &leased.flow, "message");
+            .execution_started(&leased.integration, &leased.flow, trigger);
         let mut run = DeliveryRun {
             engine,
             leased: &leased,
+            step,
             logs: Vec::new(),
             steps: Vec::new(),
             events: Vec::new(),
         };
+        let attempt = async {
+            if callback {
+                run.callback().await
+            } else {
+                run.attempt().await
+            }
+        };
         let end = tokio::select! {
-            end = run.attempt() => Some(end),
+            end = attempt => Some(end),
             () = stop.cancelled() => None,
         };
         let outcome = match &end {
@@ -88,14 +111,14 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
                     engine.metrics.execution_finished(
                         &leased.integration,
                         &leased.flow,
-                        "message",
+                        trigger,
                         outcome,
                         Timestamp::now().duration_since(leased.created_at),
                     );
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "Could not record how the delivery went; it will run again.");
+                tracing::warn!(%error, "Could not record how the attempt went; it will run again.");
             }
         }
     }
@@ -103,11 +126,14 @@ pub(crate) async fn run(engine: &Engine, leased: LeasedExecution, stop: Cancella
     .await;
 }
 
-struct DeliveryRun<'a> {
-    engine: &'a Engine,
-    leased: &'a LeasedExecution,
+/// One attempt of a delivery or a callback, and what it records.
+pub(super) struct DeliveryRun<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) leased: &'a LeasedExecution,
+    /// The step id of the attempt's records.
+    step: &'static str,
     logs: Vec<LogRecord>,
-    steps: Vec<StepRecord>,
+    pub(super) steps: Vec<StepRecord>,
     /// Events about the endpoint and the message for the bus, written with the end.
     events: Vec<NewEvent>,
 }
@@ -123,28 +149,42 @@ pub(super) struct Exchange {
 }
 
 impl DeliveryRun<'_> {
-    fn log(&mut self, level: LogLevel, message: String) {
+    pub(super) fn log(&mut self, level: LogLevel, message: String) {
         let seq = self.leased.next_log_seq + u32::try_from(self.logs.len()).unwrap_or(0);
         self.logs.push(LogRecord {
             seq,
             at: Timestamp::now(),
             level,
-            step: Some(STEP.to_owned()),
+            step: Some(self.step.to_owned()),
             message,
         });
     }
 
-    fn fail(&mut self, code: &str, message: String) -> End {
+    pub(super) fn fail(&mut self, code: &str, message: String) -> End {
         self.log(LogLevel::Error, message.clone());
         End::Finished(Finish {
             status: ExecutionStatus::Failed,
             error: Some(ErrorRecord {
                 code: code.to_owned(),
                 message,
-                step: Some(STEP.to_owned()),
+                step: Some(self.step.to_owned()),
             }),
             output: None,
         })
+    }
+
+    /// The store could not read `what`: it will be back, so the attempt is tried again
+    /// soon without spending one.
+    pub(super) fn store_unavailable(&mut self, what: &str, error: &StoreError) -> End {
+        self.log(LogLevel::Warn, format!("could not read {what}: {error}"));
+        End::Retry {
+            at: Timestamp::now().after(std::time::Duration::from_secs(5)),
+            error: ErrorRecord {
+                code: String::from("store_unavailable"),
+                message: error.to_string(),
+                step: Some(self.step.to_owned()),
+            },
+        }
     }
 
     /// Sends the attempt and says how the execution goes on.
@@ -183,21 +223,7 @@ impl DeliveryRun<'_> {
                     format!("the message `{message_id}` no longer exists"),
                 );
             }
-            Err(error) => {
-                // The store will be back; try again soon without spending an attempt.
-                self.log(
-                    LogLevel::Warn,
-                    format!("could not read the delivery: {error}"),
-                );
-                return End::Retry {
-                    at: Timestamp::now().after(std::time::Duration::from_secs(5)),
-                    error: ErrorRecord {
-                        code: String::from("store_unavailable"),
-                        message: error.to_string(),
-                        step: Some(STEP.to_owned()),
-                    },
-                };
-            }
+            Err(error) => return self.store_unavailable("the delivery", &error),
         };
         if endpoint.settings.disabled {
             let why = endpoint

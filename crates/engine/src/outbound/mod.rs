@@ -35,7 +35,6 @@ use switchboard_store::outbound::{
 use switchboard_store::{NewExecution, StoreError, ThrottleGroup};
 
 use crate::Engine;
-pub(crate) use callback::run as callback;
 pub(crate) use deliver::run as deliver;
 pub use guard::{AddressGuard, ForbiddenAddress};
 
