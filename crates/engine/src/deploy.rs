@@ -137,6 +137,7 @@ impl Engine {
             next
         });
         self.sync_subscribers().await;
+        self.sync_schedules().await;
         self.bus.notify_one();
         self.wake.notify_one();
         self.deploy(base_url).await

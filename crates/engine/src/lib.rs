@@ -15,6 +15,7 @@
 //!   due, and otherwise polls every `poll_interval`.
 //! - Alert rules are evaluated every `alert_interval` ([`alerts`]); a change queues the
 //!   executions of the alert's notify flows.
+//! - Schedules fire at their times ([`schedules`]).
 //! - Ended executions older than `retention` are deleted in small batches
 //!   ([`retention`]).
 //! - On shutdown it stops leasing, lets running executions finish for `shutdown_grace`,
@@ -28,6 +29,7 @@ mod execution;
 pub mod invoke;
 pub mod outbound;
 mod retention;
+pub mod schedules;
 mod steps;
 mod submit;
 
@@ -179,6 +181,8 @@ pub struct Engine {
     wake: Notify,
     /// Wakes the bus dispatcher: an event was published.
     bus: Notify,
+    /// Wakes the scheduler: schedules were synced, paused or resumed.
+    schedules_changed: Notify,
     in_flight: Mutex<HashMap<ExecutionId, InFlight>>,
     bulk: bulk::BulkJobs,
     /// Synchronous callers waiting for answers.
@@ -213,6 +217,7 @@ impl Engine {
             node: NodeId::generate(),
             wake: Notify::new(),
             bus: Notify::new(),
+            schedules_changed: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             bulk: bulk::BulkJobs::default(),
             waiters: invoke::Waiters::default(),
@@ -259,6 +264,7 @@ impl Engine {
         ));
         let pruning = tokio::spawn(retention::prune(Arc::clone(&self), shutdown.clone()));
         let dispatching = tokio::spawn(bus::dispatch(Arc::clone(&self), shutdown.clone()));
+        let scheduling = tokio::spawn(schedules::watch(Arc::clone(&self), shutdown.clone()));
         let workers = Workers {
             flows: Arc::new(Semaphore::new(self.config.workers.max(1))),
             deliveries: Arc::new(Semaphore::new(self.config.outbound.workers.max(1))),
@@ -338,6 +344,7 @@ impl Engine {
         alerting.abort();
         pruning.abort();
         dispatching.abort();
+        scheduling.abort();
     }
 
     /// Remembers (or forgets) a running execution.

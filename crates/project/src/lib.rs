@@ -13,6 +13,7 @@
 pub mod load;
 pub mod model;
 mod position;
+pub mod schedule;
 pub mod spec;
 
 pub use load::{Problem, Problems, compile, load, project_files};
@@ -24,3 +25,4 @@ pub use model::{
     StepKind, SwitchStep, SyncAnswer, Throttle, Trigger, Verify, VerifyScheme, WebhookTrigger,
     alert_webhook_flow,
 };
+pub use schedule::{CatchUp, Overlap, ScheduleTrigger, Timing};

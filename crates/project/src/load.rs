@@ -16,8 +16,12 @@ use crate::model::{
     StepKind, SyncAnswer, Throttle, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
+use crate::schedule::{
+    CatchUp, DEFAULT_MAX_CATCH_UP, Overlap, ScheduleTrigger, Timing, TimingError,
+};
 use crate::spec::{
-    EventTriggerSpec, FlowSpec, IntegrationSpec, RetrySpec, StepSpec, TriggerSpec, WebhookSpec,
+    EventTriggerSpec, FlowSpec, IntegrationSpec, RetrySpec, ScheduleSpec, StepSpec, TriggerSpec,
+    WebhookSpec,
 };
 
 /// How long a webhook's de-duplication key holds, when not given.
@@ -482,6 +486,7 @@ impl FileChecker<'_> {
             invoke,
             call,
             deploy,
+            schedule,
         } = spec.value;
         let kinds = [
             webhook.is_some(),
@@ -491,12 +496,13 @@ impl FileChecker<'_> {
             invoke.is_some(),
             call.is_some(),
             deploy.is_some(),
+            schedule.is_some(),
         ];
         if kinds.iter().filter(|set| **set).count() != 1 {
             let message = if kinds.contains(&true) {
-                "a trigger has one kind: `webhook`, `invoke`, `event`, `call`, `deploy`, `alert` or `error`"
+                "a trigger has one kind: `webhook`, `invoke`, `event`, `schedule`, `call`, `deploy`, `alert` or `error`"
             } else {
-                "the trigger names no kind: write `webhook: {}`, `invoke: {}`, `event: {topic: ...}`, `call: {}`, `deploy: {}`, `alert: {}` or `error: {}`"
+                "the trigger names no kind: write `webhook: {}`, `invoke: {}`, `event: {topic: ...}`, `schedule: {cron: ...}`, `call: {}`, `deploy: {}`, `alert: {}` or `error: {}`"
             };
             self.report(&at, message);
             return None;
@@ -534,6 +540,11 @@ impl FileChecker<'_> {
         }
         if let Some(event) = event {
             return self.event_trigger(&event).map(Trigger::Event);
+        }
+        if let Some(schedule) = schedule {
+            return self
+                .schedule_trigger(schedule, &at)
+                .map(|schedule| Trigger::Schedule(Box::new(schedule)));
         }
         if let Some(invoke) = invoke {
             return self
@@ -689,6 +700,97 @@ impl FileChecker<'_> {
             topic: topic.value.clone(),
             filter,
         })
+    }
+
+    fn schedule_trigger(&mut self, spec: ScheduleSpec, at: &Location) -> Option<ScheduleTrigger> {
+        let timing = match (&spec.cron, &spec.every) {
+            (Some(cron), None) => {
+                let timezone = spec.timezone.as_ref();
+                let zone = timezone.map_or("UTC", |zone| zone.value.as_str());
+                match Timing::cron(&cron.value, zone) {
+                    Ok(timing) => Some(timing),
+                    Err(error) => {
+                        let at = match (&error, timezone) {
+                            (TimingError::TimeZone(_), Some(zone)) => zone.referenced,
+                            _ => cron.referenced,
+                        };
+                        self.report(&at, error.to_string());
+                        None
+                    }
+                }
+            }
+            (None, Some(every)) => {
+                if let Some(timezone) = &spec.timezone {
+                    self.report(
+                        &timezone.referenced,
+                        "`timezone` goes with `cron`; `every` counts in UTC from the Unix epoch",
+                    );
+                }
+                match Timing::every(every.value.into()) {
+                    Ok(timing) => Some(timing),
+                    Err(error) => {
+                        self.report(&every.referenced, error.to_string());
+                        None
+                    }
+                }
+            }
+            (Some(_), Some(every)) => {
+                self.report(
+                    &every.referenced,
+                    "a schedule has `cron` or `every`, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    at,
+                    "the schedule says neither when nor how often: write `cron: \"0 2 * * *\"` or `every: 15m`",
+                );
+                None
+            }
+        };
+        let catch_up = self.named(spec.catch_up.as_ref(), "catch_up", &CatchUp::NAMES);
+        let overlap = self.named(spec.overlap.as_ref(), "overlap", &Overlap::NAMES);
+        let max_catch_up = match &spec.max_catch_up {
+            Some(max) if max.value == 0 => {
+                self.report(&max.referenced, "`max_catch_up` must be at least 1");
+                DEFAULT_MAX_CATCH_UP
+            }
+            Some(max) => max.value,
+            None => DEFAULT_MAX_CATCH_UP,
+        };
+        Some(ScheduleTrigger {
+            timing: timing?,
+            catch_up: catch_up.unwrap_or(CatchUp::Latest),
+            max_catch_up,
+            overlap: overlap.unwrap_or(Overlap::Skip),
+        })
+    }
+
+    /// One of a setting's `names`, or `None` (reported when written and unknown).
+    fn named<T: Copy>(
+        &mut self,
+        written: Option<&Spanned<String>>,
+        setting: &str,
+        names: &[(&'static str, T)],
+    ) -> Option<T> {
+        let written = written?;
+        let found = names
+            .iter()
+            .find(|(name, _)| *name == written.value)
+            .map(|(_, value)| *value);
+        if found.is_none() {
+            let known: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+            self.report(
+                &written.referenced,
+                format!(
+                    "`{setting}` is `{}`; it must be one of {}",
+                    written.value,
+                    known.join(", ")
+                ),
+            );
+        }
+        found
     }
 
     /// Every `on_error` must name an `error` flow of the integration, and a flow started

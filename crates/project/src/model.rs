@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use switchboard_expr::{Expr, Template};
 
+use crate::schedule::ScheduleTrigger;
+
 /// Every integration of a project, by name.
 #[derive(Debug, Default)]
 pub struct Project {
@@ -309,6 +311,8 @@ pub enum Trigger {
     Call,
     /// The integration was deployed, changed or removed; the input says which.
     Deploy(Vec<DeployEvent>),
+    /// A cron pattern or interval; the trigger data says which fire this is.
+    Schedule(Box<ScheduleTrigger>),
 }
 
 /// What happened to an integration, for its `deploy` flows.
@@ -356,6 +360,15 @@ impl Trigger {
             Self::Invoke(_) => "invoke",
             Self::Call => "call",
             Self::Deploy(_) => "deploy",
+            Self::Schedule(_) => "schedule",
+        }
+    }
+
+    /// The settings of a `schedule` trigger.
+    pub fn schedule(&self) -> Option<&ScheduleTrigger> {
+        match self {
+            Self::Schedule(schedule) => Some(schedule),
+            _ => None,
         }
     }
 

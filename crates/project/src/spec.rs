@@ -168,6 +168,34 @@ pub struct TriggerSpec {
     /// The integration was deployed for the first time, changed, or removed.
     #[serde(default)]
     pub deploy: Option<DeploySpec>,
+    /// A cron pattern or an interval.
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// The `schedule` trigger: exactly one of `cron` and `every`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// A cron pattern: 5 fields (minute to weekday) or 6 (seconds first), with `L`,
+    /// `W`, `#`, and nicknames such as `@daily`.
+    #[serde(default)]
+    pub cron: Option<Spanned<String>>,
+    /// The IANA time zone the pattern is read in (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    /// An interval (`15m`), counted from the Unix epoch in UTC.
+    #[serde(default)]
+    pub every: Option<Spanned<HumanDuration>>,
+    /// Fires missed while no process ran: `none`, `latest` (default) or `all`.
+    #[serde(default)]
+    pub catch_up: Option<Spanned<String>>,
+    /// The most missed fires `catch_up: all` runs (default 100): the latest ones.
+    #[serde(default)]
+    pub max_catch_up: Option<Spanned<u32>>,
+    /// A fire while an earlier run has not ended: `skip` (default), `queue` or `allow`.
+    #[serde(default)]
+    pub overlap: Option<Spanned<String>>,
 }
 
 /// The `deploy` trigger.

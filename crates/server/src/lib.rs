@@ -98,9 +98,10 @@ pub async fn run(
         Some(public) => public.trim_end_matches('/').to_owned(),
         None => format!("http://{}", listener.local_addr()?),
     };
-    // Before the first request: every subscriber has its cursor, and what changed since
-    // the last run has queued its `deploy` flows.
+    // Before the first request: every subscriber has its cursor, the store knows every
+    // schedule, and what changed since the last run has queued its `deploy` flows.
     engine.sync_subscribers().await;
+    engine.sync_schedules().await;
     engine.deploy(&base_url).await?;
     let stopping = CancellationToken::new();
     let engine_task = tokio::spawn(Arc::clone(&engine).run(stopping.clone()));

@@ -40,6 +40,7 @@ const INVOKE_PATH: &str = "/invoke/{integration}/{flow}";
         (name = "alerts", description = "Alert rules and whether they fire."),
         (name = "webhooks", description = "Outbound webhooks: endpoints, messages, deliveries and attempts."),
         (name = "events", description = "The built-in event bus: publishing, topics, subscribers and rewinds."),
+        (name = "schedules", description = "Schedules: next fires, recent fires, run, pause and resume."),
         (name = "health", description = "Liveness and readiness."),
         (name = "metrics", description = "Prometheus metrics."),
     )

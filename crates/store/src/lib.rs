@@ -23,6 +23,7 @@ pub mod deploy;
 mod error;
 pub mod outbound;
 mod records;
+pub mod schedule;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -39,11 +40,14 @@ pub use records::{
     Finish, LeasedExecution, LogLevel, LogRecord, NewExecution, Outcome, Page, Parent, Pruned,
     QueuedFlow, Slots, StepRecord, StepStatus, ThrottleGroup, WindowStats,
 };
+pub use schedule::ScheduleStore;
 pub use sqlite::SqliteStore;
 
 /// Everything Switchboard keeps durably.
 #[async_trait]
-pub trait Store: OutboundStore + BusStore + DeployStore + Send + Sync + 'static {
+pub trait Store:
+    OutboundStore + BusStore + DeployStore + ScheduleStore + Send + Sync + 'static
+{
     /// Stores a new queued execution; when this returns, it is durable. With a dedupe
     /// key that a live key of the flow already holds, nothing is queued and the answer
     /// names the execution holding it.

@@ -121,6 +121,8 @@ pub struct NewExecution {
     pub throttle: Option<ThrottleGroup>,
     /// The execution that started it (a `call` step, a dispatch).
     pub parent: Option<Parent>,
+    /// The fire time of the schedule fire that started it.
+    pub scheduled_at: Option<Timestamp>,
 }
 
 /// The execution that started another.
@@ -161,6 +163,7 @@ impl NewExecution {
             not_before: None,
             throttle: None,
             parent: None,
+            scheduled_at: None,
         }
     }
 }

@@ -66,6 +66,11 @@ pub mod names {
     pub const EVENT_FILTER_ERRORS: &str = "switchboard_event_filter_errors_total";
     /// Reloads of the project by `serve --watch`, by `outcome` (`applied`, `refused`).
     pub const PROJECT_RELOADS: &str = "switchboard_project_reloads_total";
+    /// Schedule fires, by `integration` and `outcome` (`fired`, `caught_up`, `skipped`,
+    /// `missed`, `manual`).
+    pub const SCHEDULE_FIRES: &str = "switchboard_schedule_fires_total";
+    /// Time from a fire's scheduled time to its execution being queued (on-time fires).
+    pub const SCHEDULE_LATENESS: &str = "switchboard_schedule_lateness_seconds";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
 }
@@ -197,6 +202,16 @@ pub const ALL: &[Metric] = {
             PROJECT_RELOADS,
             Counter,
             "Reloads of the project by serve --watch, by outcome (applied, refused).",
+        ),
+        metric(
+            SCHEDULE_FIRES,
+            Counter,
+            "Schedule fires, by integration and outcome (fired, caught_up, skipped, missed, manual).",
+        ),
+        metric(
+            SCHEDULE_LATENESS,
+            Histogram(Unit::Seconds),
+            "Time from a fire's scheduled time to its execution being queued.",
         ),
         metric(
             EVENTS_DISPATCHED,
@@ -389,6 +404,22 @@ impl Metrics {
     pub fn project_reloaded(&self, outcome: &'static str) {
         self.counter(names::PROJECT_RELOADS, vec![Label::new("outcome", outcome)])
             .increment(1);
+    }
+
+    /// `count` fires of a schedule of `integration` ended as `outcome` (`fired`,
+    /// `caught_up`, `skipped`, `missed`, `manual`).
+    pub fn schedule_fires(&self, integration: &str, outcome: &'static str, count: u64) {
+        let labels = vec![
+            Label::new("integration", integration.to_owned()),
+            Label::new("outcome", outcome),
+        ];
+        self.counter(names::SCHEDULE_FIRES, labels).increment(count);
+    }
+
+    /// An on-time fire's execution was queued `late` after its scheduled time.
+    pub fn schedule_lateness(&self, late: Duration) {
+        self.histogram(names::SCHEDULE_LATENESS, Vec::new())
+            .record(late.as_secs_f64());
     }
 
     /// `count` executions of subscribing flows were queued from events.
@@ -606,6 +637,8 @@ mod tests {
         metrics.events_dispatched(1);
         metrics.event_filter_failed("a", "b");
         metrics.project_reloaded("applied");
+        metrics.schedule_fires("a", "fired", 1);
+        metrics.schedule_lateness(Duration::ZERO);
         metrics.upkeep();
         let text = metrics.render();
         for metric in ALL {

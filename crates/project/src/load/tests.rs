@@ -563,3 +563,55 @@ fn deploy_triggers_name_their_events() {
         ["4:41: `gone` is not a deploy event: use deployed, updated or removed"]
     );
 }
+
+#[test]
+fn schedule_triggers_compile_and_their_mistakes_are_placed() {
+    let source = "name: a\nflows:\n  nightly:\n    trigger: { schedule: { cron: \"0 2 * * *\", timezone: Europe/Berlin, catch_up: all, max_catch_up: 5, overlap: queue } }\n    steps: [{ id: x, log: hi }]\n  often:\n    trigger: { schedule: { every: 15m } }\n    steps: [{ id: y, log: hi }]\n";
+    let project = load_source(source).unwrap();
+    let flows = &project.integrations["a"].flows;
+    let nightly = flows["nightly"].trigger.schedule().unwrap();
+    assert_eq!(nightly.timing.describe(), "cron 0 2 * * * Europe/Berlin");
+    assert_eq!(nightly.catch_up, crate::CatchUp::All);
+    assert_eq!(nightly.max_catch_up, 5);
+    assert_eq!(nightly.overlap, crate::Overlap::Queue);
+    let often = flows["often"].trigger.schedule().unwrap();
+    assert_eq!(often.timing.describe(), "every 15m");
+    assert_eq!(often.catch_up, crate::CatchUp::Latest);
+    assert_eq!(often.overlap, crate::Overlap::Skip);
+
+    let problems = |from: &str, to: &str| load_source(&source.replace(from, to)).unwrap_err();
+    assert_eq!(
+        problems("0 2 * * *", "0 26 * * *"),
+        [
+            "4:34: `0 26 * * *` is not a cron pattern: its hour field `26` is wrong (Component error: Number out of bounds)"
+        ]
+    );
+    assert_eq!(
+        problems("Europe/Berlin", "Europe/Atlantis"),
+        [
+            "4:57: `Europe/Atlantis` is not a time zone of the IANA database, such as `UTC` or `Europe/Berlin`"
+        ]
+    );
+    assert_eq!(
+        problems("catch_up: all", "catch_up: some"),
+        ["4:82: `catch_up` is `some`; it must be one of none, latest, all"]
+    );
+    assert_eq!(
+        problems("overlap: queue", "overlap: wait"),
+        ["4:113: `overlap` is `wait`; it must be one of skip, queue, allow"]
+    );
+    assert_eq!(
+        problems("every: 15m", "every: 15m, cron: \"* * * * *\""),
+        ["7:35: a schedule has `cron` or `every`, not both"]
+    );
+    assert_eq!(
+        problems("{ every: 15m }", "{ overlap: allow }"),
+        [
+            "7:14: the schedule says neither when nor how often: write `cron: \"0 2 * * *\"` or `every: 15m`"
+        ]
+    );
+    assert_eq!(
+        problems("every: 15m", "every: 100ms"),
+        ["7:35: `every` must be at least 1s"]
+    );
+}

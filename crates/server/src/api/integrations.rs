@@ -105,6 +105,17 @@ pub enum TriggerView {
         /// Which of `deployed`, `updated`, `removed` start it.
         on: Vec<&'static str>,
     },
+    /// A cron pattern or interval; `/api/v1/schedules` has its next fires.
+    Schedule {
+        /// The timing as written: `cron 0 2 * * * Europe/Berlin` or `every 15m`.
+        timing: String,
+        /// `none`, `latest` or `all`.
+        catch_up: &'static str,
+        /// The bound of `catch_up: all`.
+        max_catch_up: u32,
+        /// `skip`, `queue` or `allow`.
+        overlap: &'static str,
+    },
     /// An alert of the integration that names the flow in `notify`.
     Alert,
     /// A failed execution of a flow that names this one in `on_error`.
@@ -219,6 +230,12 @@ impl IntegrationView {
                     Trigger::Call => TriggerView::Call,
                     Trigger::Deploy(on) => TriggerView::Deploy {
                         on: on.iter().map(|event| event.as_str()).collect(),
+                    },
+                    Trigger::Schedule(schedule) => TriggerView::Schedule {
+                        timing: schedule.timing.describe(),
+                        catch_up: schedule.catch_up.as_str(),
+                        max_catch_up: schedule.max_catch_up,
+                        overlap: schedule.overlap.as_str(),
                     },
                     Trigger::Alert => TriggerView::Alert,
                     Trigger::Error => TriggerView::Error,

@@ -7,11 +7,13 @@
 //! - `alerts`: alert rules and their state.
 //! - `webhooks`: outbound endpoints, messages, attempts, resends and recovers.
 //! - `events`: the built-in event bus: publishing, topics, subscribers and rewinds.
+//! - `schedules`: schedules, their next and recent fires, and run, pause and resume.
 
 mod alerts;
 mod events;
 mod executions;
 mod integrations;
+mod schedules;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -173,6 +175,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(alerts::routes())
         .merge(webhooks::routes())
         .merge(events::routes())
+        .merge(schedules::routes())
 }
 
 /// The answer of the health routes.

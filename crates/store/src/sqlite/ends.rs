@@ -1,11 +1,12 @@
 //! What follows an execution's end, in the transaction that ends it: a parent waiting
-//! for it wakes, and a synchronous caller that stopped waiting gets its callback queued.
+//! for it wakes, a synchronous caller that stopped waiting gets its callback queued, and
+//! a schedule whose run succeeded remembers it.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use switchboard_core::{ExecutionId, Timestamp};
 
-use super::insert_execution;
+use super::{insert_execution, schedule};
 use crate::StoreError;
 use crate::outbound::{CALLBACK_FLOW, DELIVERY_INTEGRATION};
 use crate::records::NewExecution;
@@ -20,6 +21,7 @@ pub(super) fn ended(connection: &Connection, id: &str) -> Result<(), StoreError>
                 AND id = (SELECT parent_id FROM executions WHERE id = ?1 AND wakes_parent = 1)",
         )?
         .execute(params![id, now])?;
+    schedule::succeeded(connection, id)?;
     let callback: Option<String> = connection
         .prepare_cached("SELECT callback_url FROM executions WHERE id = ?1")?
         .query_row([id], |row| row.get(0))

@@ -7,6 +7,7 @@ mod deploy;
 mod ends;
 mod flow_control;
 mod outbound;
+mod schedule;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("schema_10.sql")),
     (11, include_str!("schema_11.sql")),
     (12, include_str!("schema_12.sql")),
+    (13, include_str!("schema_13.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -355,8 +357,8 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
         .prepare_cached(
             "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at,
                 replay_of, concurrency_key, concurrency_limit, ordering_key, debounce_key,
-                throttle_key, throttle_count, throttle_per_ms, parent_id, wakes_parent)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                throttle_key, throttle_count, throttle_per_ms, parent_id, wakes_parent, scheduled_at)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?
         .execute(params![
             new.id.as_str(),
@@ -378,6 +380,7 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
                 .map(|group| i64::try_from(group.per.as_millis()).unwrap_or(i64::MAX)),
             new.parent.as_ref().map(|parent| parent.id.as_str()),
             new.parent.as_ref().is_some_and(|parent| parent.waits),
+            new.scheduled_at.map(Timestamp::millis),
         ])?;
     if let Some(key) = &new.debounce_key {
         flow_control::supersede(connection, new, key)?;
@@ -876,6 +879,12 @@ impl Store for SqliteStore {
                            SELECT rowid FROM dedupe_keys WHERE expires_at <= ?1 LIMIT ?2)",
                     )?
                     .execute(params![now.millis(), limit])?;
+                connection
+                    .prepare_cached(
+                        "DELETE FROM schedule_fires WHERE rowid IN (
+                           SELECT rowid FROM schedule_fires WHERE fired_at < ?1 LIMIT ?2)",
+                    )?
+                    .execute(params![ended_before.millis(), limit])?;
                 // Deliveries and attempts go with their executions; a message goes once
                 // it has no delivery left and is past retention itself.
                 connection

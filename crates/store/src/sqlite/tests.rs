@@ -912,3 +912,179 @@ async fn a_hand_off_is_refused_once_the_execution_ended_and_queues_a_callback_ot
         json!({"execution_id": id, "url": "http://127.0.0.1:9/cb"})
     );
 }
+
+fn definition(flow: &str, timing: &str, next: i64) -> crate::schedule::ScheduleDefinition {
+    crate::schedule::ScheduleDefinition {
+        integration: String::from("shop"),
+        flow: flow.to_owned(),
+        timing: timing.to_owned(),
+        next_fire_at: Timestamp(next),
+    }
+}
+
+fn fire_of(flow: &str, claimed: Option<i64>, at: &[i64], skip: bool) -> crate::schedule::Fire {
+    crate::schedule::Fire {
+        integration: String::from("shop"),
+        flow: flow.to_owned(),
+        claimed: claimed.map(Timestamp),
+        next_fire_at: claimed.map(|claimed| Timestamp(claimed + 60_000)),
+        executions: at
+            .iter()
+            .map(|at| {
+                let mut new = NewExecution::new(
+                    "shop",
+                    flow,
+                    json!({"kind": "schedule", "fire": "scheduled"}),
+                    json!({}),
+                );
+                new.scheduled_at = Some(Timestamp(*at));
+                new
+            })
+            .collect(),
+        skip_if_running: skip,
+    }
+}
+
+#[tokio::test]
+async fn a_schedule_fire_is_claimed_once_and_never_recorded_twice() {
+    use crate::schedule::{FireOutcome, ScheduleStore};
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    store
+        .sync_schedules(vec![definition("nightly", "every 1m", 60_000)])
+        .await
+        .unwrap();
+    // Injected time: nothing is due before its fire, then it is.
+    assert!(
+        store
+            .due_schedules(Timestamp(59_999), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store.due_schedules(Timestamp(60_000), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(store.next_fire_at().await.unwrap(), Some(Timestamp(60_000)));
+
+    // Two claimers read the same next fire; the first wins, the second loses.
+    let outcomes = store
+        .fire(vec![
+            fire_of("nightly", Some(60_000), &[60_000], true),
+            fire_of("nightly", Some(60_000), &[60_000], true),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(&outcomes[0], FireOutcome::Fired(ids) if ids.len() == 1));
+    assert_eq!(outcomes[1], FireOutcome::Lost);
+    let record = store.schedule("shop", "nightly").await.unwrap().unwrap();
+    assert_eq!(record.next_fire_at, Timestamp(120_000));
+    assert_eq!(record.last_fire_at, Some(Timestamp(60_000)));
+
+    // A claim that moved the next fire but names a fire already recorded queues nothing.
+    let again = store
+        .fire(vec![fire_of("nightly", Some(120_000), &[60_000], false)])
+        .await
+        .unwrap();
+    assert_eq!(again, [FireOutcome::Fired(vec![])]);
+
+    // While the first run has not ended, `skip` records the fire as skipped.
+    let skipped = store
+        .fire(vec![fire_of("nightly", Some(180_000), &[180_000], true)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&skipped[0], FireOutcome::Skipped { .. }),
+        "{skipped:?}"
+    );
+    let fires = store.fires("shop", "nightly", 10).await.unwrap();
+    let outcomes: Vec<&str> = fires.iter().map(|fire| fire.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["skipped", "fired"]);
+    assert_eq!(fires[0].execution_id, None);
+
+    // Once it succeeded, its scheduled time is the schedule's last success.
+    assert_eq!(finish_all(&store, ExecutionStatus::Succeeded).await, 1);
+    let record = store.schedule("shop", "nightly").await.unwrap().unwrap();
+    assert_eq!(record.last_success_at, Some(Timestamp(60_000)));
+}
+
+#[tokio::test]
+async fn syncing_schedules_keeps_unchanged_ones_and_their_pause() {
+    use crate::schedule::{ScheduleFilter, ScheduleStore};
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    store
+        .sync_schedules(vec![
+            definition("a", "every 1m", 60_000),
+            definition("b", "every 1h", 3_600_000),
+            definition("c", "every 1d", 86_400_000),
+        ])
+        .await
+        .unwrap();
+    let paused = store
+        .pause_schedule("shop", "a", true, Timestamp(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(paused.paused);
+    assert_eq!(
+        store.next_fire_at().await.unwrap(),
+        Some(Timestamp(3_600_000))
+    );
+    // A later sync (a restart) with new "now" times: `a` unchanged keeps its next fire
+    // and its pause, `b` changed restarts, `c` is gone.
+    store
+        .sync_schedules(vec![
+            definition("a", "every 1m", 900_000),
+            definition("b", "every 2h", 7_200_000),
+        ])
+        .await
+        .unwrap();
+    let page = store
+        .schedules(ScheduleFilter {
+            limit: 10,
+            ..ScheduleFilter::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<(&str, i64, bool)> = page
+        .items
+        .iter()
+        .map(|record| {
+            (
+                record.flow.as_str(),
+                record.next_fire_at.millis(),
+                record.paused,
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("a", 60_000, true), ("b", 7_200_000, false)]);
+    // Resuming goes on from the time given, not from what was missed.
+    let resumed = store
+        .pause_schedule("shop", "a", false, Timestamp(960_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (resumed.paused, resumed.next_fire_at),
+        (false, Timestamp(960_000))
+    );
+    // Pages follow the cursor.
+    let first = store
+        .schedules(ScheduleFilter {
+            limit: 1,
+            ..ScheduleFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.next_cursor.as_deref(), Some("shop/a"));
+    let second = store
+        .schedules(ScheduleFilter {
+            limit: 1,
+            after: first.next_cursor,
+            ..ScheduleFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].flow, "b");
+    assert_eq!(second.next_cursor, None);
+}

@@ -20,6 +20,7 @@ mod openapi;
 mod otel;
 mod outbound;
 mod retries;
+mod schedules;
 mod support;
 mod telemetry;
 mod verify;
