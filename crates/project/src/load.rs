@@ -39,6 +39,12 @@ pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 /// The default timeout of an `http` step.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many pages a paginating `http` step reads, when not given.
+pub const DEFAULT_MAX_PAGES: u32 = 100;
+
+/// The most pages a paginating `http` step may read.
+pub const MAX_PAGES: u32 = 10_000;
+
 const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 /// The most attempts a retry policy may ask for.

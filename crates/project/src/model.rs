@@ -638,6 +638,8 @@ pub struct PublishStep {
     pub key: Option<Expr>,
     /// Each event's id, over its data.
     pub id: Option<Expr>,
+    /// A state change committed with the events (`set` or `delete`).
+    pub state: Option<StateStep>,
 }
 
 /// How long a `sleep` step waits.
@@ -733,6 +735,17 @@ pub struct HttpStep {
     /// The header carrying `<execution id>.<step id>`, the same on every attempt;
     /// `None` when the step sends none.
     pub idempotency_header: Option<String>,
+    /// How it follows pages, when it does.
+    pub paginate: Option<Paginate>,
+}
+
+/// How an `http` step follows pages.
+#[derive(Debug)]
+pub struct Paginate {
+    /// Over each answer, the changes that make the next request, or `null`.
+    pub next: Expr,
+    /// The most pages read.
+    pub max_pages: u32,
 }
 
 /// The body of an `http` step.

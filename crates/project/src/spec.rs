@@ -470,6 +470,10 @@ pub struct PublishSpec {
     /// published once).
     #[serde(default)]
     pub id: Option<Spanned<String>>,
+    /// A state change (`set` with `value`, or `delete`) committed with the events, in
+    /// one transaction: a polling cursor that moves exactly when its events are out.
+    #[serde(default)]
+    pub state: Option<Spanned<StateSpec>>,
 }
 
 /// The `sleep` step: `10m`, or `{until: <jq>}`.
@@ -558,6 +562,23 @@ pub struct HttpSpec {
     /// The header that carries it (default `Idempotency-Key`).
     #[serde(default)]
     pub idempotency_header: Option<Spanned<String>>,
+    /// Follows an API's pages, collecting every answer.
+    #[serde(default)]
+    pub paginate: Option<PaginateSpec>,
+}
+
+/// `paginate` of an `http` step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaginateSpec {
+    /// A jq program over each answer (`{status, headers, body}`) giving the next request
+    /// (an object of `url`, `query`, `headers`, `json`, each changing the request before),
+    /// or `null` when there is no next page.
+    pub next: Spanned<String>,
+    /// The most pages read (default 100); past it the output's `next` is the request
+    /// not sent, for a later run to go on from.
+    #[serde(default)]
+    pub max_pages: Option<Spanned<u32>>,
 }
 
 /// One alert rule: a condition watched over the integration's executions, and whom to

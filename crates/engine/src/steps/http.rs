@@ -1,9 +1,12 @@
-//! The `http` step: one request, its answer as `{status, headers, body}`.
+//! The `http` step: one request, its answer as `{status, headers, body}`; with
+//! `paginate`, a request per page until `next` gives null or `max_pages` is reached,
+//! the answers as `{pages: [...], next}`.
 //!
 //! Every request carries `Idempotency-Key: <execution id>.<step id>` (the header is the
 //! step's `idempotency_header`; `idempotency: false` leaves it out), the same on every
 //! attempt, so a receiver that honours it applies the effect once even when the step
-//! runs again after a crash between its answer and our checkpoint. It also carries a W3C
+//! runs again after a crash between its answer and our checkpoint (page `n` after the
+//! first carries `<execution id>.<step id>.<n>`). It also carries a W3C
 //! `traceparent` in the execution's trace, unless the step sets one itself.
 
 use std::time::Instant;
@@ -26,28 +29,78 @@ pub(crate) async fn run(step: &HttpStep, context: &StepContext<'_>) -> StepOutco
         }
     };
     let input = request.describe();
-    match send(&request, step, context).await {
-        Ok(response) => {
-            let status = response["status"]
-                .as_u64()
-                .and_then(|status| u16::try_from(status).ok())
-                .unwrap_or(0);
-            let accepted = (200..300).contains(&status) || step.accept.contains(&status);
-            if accepted {
-                StepOutcome::new(input, Ok(response))
-            } else {
-                let error = StepError::Status {
-                    method: request.method.to_string(),
-                    url: request.url.to_string(),
-                    status,
+    let Some(paginate) = &step.paginate else {
+        return match exchange(&request, step, context).await {
+            Ok(response) => StepOutcome::new(input, Ok(response)),
+            Err((error, response)) => failed(input, error, response),
+        };
+    };
+    // Pages: each answer is kept; `next` over it gives the next request, or null.
+    let mut pages = Vec::new();
+    let mut request = request;
+    loop {
+        let response = match exchange(&request, step, context).await {
+            Ok(response) => response,
+            Err((error, response)) => return failed(input, error, response),
+        };
+        let next = match paginate
+            .next
+            .eval_one(&context.scope.with_input(&response), context.limits)
+        {
+            Ok(next) => next,
+            Err(source) => {
+                let error = StepError::Expression {
+                    what: "paginate.next",
+                    source,
                 };
-                let mut outcome = StepOutcome::new(input, Err(error));
-                outcome.response = Some(response);
-                outcome
+                return failed(input, error, None);
             }
+        };
+        pages.push(response);
+        if next.is_null() || next == Value::Bool(false) {
+            return StepOutcome::new(input, Ok(json!({"pages": pages, "next": null})));
         }
-        Err(error) => StepOutcome::new(input, Err(error)),
+        if pages.len() >= paginate.max_pages as usize {
+            // The request not sent, for a later run to go on from.
+            return StepOutcome::new(input, Ok(json!({"pages": pages, "next": next})));
+        }
+        request = match request.follow(&next, pages.len(), step, context) {
+            Ok(request) => request,
+            Err(error) => return failed(input, error, None),
+        };
     }
+}
+
+/// A failed step, with the answer that failed it when there was one.
+fn failed(input: Value, error: StepError, response: Option<Value>) -> StepOutcome {
+    let mut outcome = StepOutcome::new(input, Err(error));
+    outcome.response = response;
+    outcome
+}
+
+/// Sends `request`; an answer outside 2xx and the step's `accept` is an error that
+/// carries it.
+async fn exchange(
+    request: &Request,
+    step: &HttpStep,
+    context: &StepContext<'_>,
+) -> Result<Value, (StepError, Option<Value>)> {
+    let response = send(request, step, context)
+        .await
+        .map_err(|error| (error, None))?;
+    let status = response["status"]
+        .as_u64()
+        .and_then(|status| u16::try_from(status).ok())
+        .unwrap_or(0);
+    if (200..300).contains(&status) || step.accept.contains(&status) {
+        return Ok(response);
+    }
+    let error = StepError::Status {
+        method: request.method.to_string(),
+        url: request.url.to_string(),
+        status,
+    };
+    Err((error, Some(response)))
 }
 
 /// The request with every template and expression evaluated.
@@ -126,6 +179,101 @@ impl Request {
         })
     }
 
+    /// The request for page `page` (counted from 0): this one changed by `next`, an
+    /// object of `url` (absolute, or relative to this request's), `query` (parameters
+    /// set, replacing those of the same name; `null` removes one), `headers` (set) and
+    /// `json` (the body).
+    fn follow(
+        &self,
+        next: &Value,
+        page: usize,
+        step: &HttpStep,
+        context: &StepContext<'_>,
+    ) -> Result<Self, StepError> {
+        let invalid = |what: &str| {
+            StepError::Invalid(format!(
+                "`paginate.next` gave {what}; it gives null (no more pages) or an object of url, query, headers and json"
+            ))
+        };
+        let Value::Object(changes) = next else {
+            return Err(invalid(&format!("`{next}`")));
+        };
+        let mut request = Self {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        };
+        for (field, value) in changes {
+            match (field.as_str(), value) {
+                ("url", Value::String(url)) => {
+                    request.url = self.url.join(url).map_err(|error| {
+                        StepError::InvalidRequest(format!("`{url}` is not a URL: {error}"))
+                    })?;
+                    if !matches!(request.url.scheme(), "http" | "https") {
+                        return Err(StepError::InvalidRequest(format!(
+                            "`{url}` is not an http or https URL"
+                        )));
+                    }
+                }
+                ("query", Value::Object(parameters)) => {
+                    let kept: Vec<(String, String)> = request
+                        .url
+                        .query_pairs()
+                        .filter(|(name, _)| !parameters.contains_key(name.as_ref()))
+                        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                        .collect();
+                    let mut pairs = request.url.query_pairs_mut();
+                    pairs.clear();
+                    for (name, value) in &kept {
+                        pairs.append_pair(name, value);
+                    }
+                    for (name, value) in parameters {
+                        match value {
+                            Value::Null => {}
+                            Value::String(text) => {
+                                pairs.append_pair(name, text);
+                            }
+                            other => {
+                                pairs.append_pair(name, &other.to_string());
+                            }
+                        }
+                    }
+                    drop(pairs);
+                    if request.url.query() == Some("") {
+                        request.url.set_query(None);
+                    }
+                }
+                ("headers", Value::Object(headers)) => {
+                    for (name, value) in headers {
+                        let value = match value {
+                            Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        };
+                        request
+                            .headers
+                            .retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
+                        request.headers.push((name.clone(), value));
+                    }
+                }
+                ("json", body) => request.body = Some(body.clone()),
+                (field @ ("url" | "query" | "headers"), other) => {
+                    return Err(invalid(&format!("`{field}: {other}`")));
+                }
+                (other, _) => return Err(invalid(&format!("an unknown field `{other}`"))),
+            }
+        }
+        if let Some(header) = &step.idempotency_header {
+            let key = format!("{}.{}.{page}", context.execution, context.step);
+            for (name, value) in &mut request.headers {
+                if name == header {
+                    value.clone_from(&key);
+                }
+            }
+        }
+        Ok(request)
+    }
+
     /// The request as recorded on the step.
     fn describe(&self) -> Value {
         let headers: Map<String, Value> = self
@@ -155,7 +303,8 @@ async fn send(
         builder = builder.header(name.as_str(), value.as_str());
     }
     builder = match (&step.body, &request.body) {
-        (HttpBody::Json(_), Some(body)) => {
+        (HttpBody::Text(_), Some(Value::String(text))) => builder.body(text.clone()),
+        (_, Some(body)) => {
             let has_type = request
                 .headers
                 .iter()
@@ -167,7 +316,6 @@ async fn send(
             };
             builder.body(body.to_string())
         }
-        (_, Some(Value::String(text))) => builder.body(text.clone()),
         _ => builder,
     };
     let request_built = builder

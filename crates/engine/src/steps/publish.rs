@@ -1,4 +1,6 @@
-//! The `publish` step: events onto the built-in bus, appended with the step's checkpoint.
+//! The `publish` step: events onto the built-in bus, appended with the step's checkpoint,
+//! together with its `state` change when it has one (a polling cursor moves exactly when
+//! its events are out).
 
 use serde_json::{Value, json};
 use switchboard_core::ids::EventId;
@@ -10,17 +12,26 @@ use super::{StepContext, StepError, StepOutcome};
 
 pub(crate) fn run(step: &PublishStep, context: &StepContext<'_>) -> StepOutcome {
     let input = json!({"topic": step.topic.source()});
-    match events(step, context) {
-        Ok(events) => {
-            let output = json!({
+    let state = step
+        .state
+        .as_ref()
+        .map(|state| super::state::change(state, context))
+        .transpose();
+    match (events(step, context), state) {
+        (Ok(events), Ok(state)) => {
+            let mut output = json!({
                 "topic": events.first().map(|event| event.topic.clone()),
                 "ids": events.iter().map(|event| event.id.clone()).collect::<Vec<_>>(),
             });
+            if let Some(change) = &state {
+                output["state"] = json!({"key": change.key, "value": change.value});
+            }
             let mut outcome = StepOutcome::new(input, Ok(output));
             outcome.events = events;
+            outcome.state.extend(state);
             outcome
         }
-        Err(error) => StepOutcome::new(input, Err(error)),
+        (Err(error), _) | (_, Err(error)) => StepOutcome::new(input, Err(error)),
     }
 }
 

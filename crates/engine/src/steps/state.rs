@@ -43,26 +43,40 @@ pub(crate) async fn run(step: &StateStep, context: &StepContext<'_>) -> StepOutc
             };
             StepOutcome::new(input, result)
         }
-        StateAction::Set(value) => match value.eval_one(context.scope, context.limits) {
-            Ok(value) => {
-                let mut outcome = StepOutcome::new(input, Ok(value.clone()));
-                outcome.state.push(StateChange {
-                    namespace,
-                    key,
-                    value: Some(value),
-                });
+        StateAction::Set(_) | StateAction::Delete => match change(step, context) {
+            Ok(change) => {
+                let output = change.value.clone().unwrap_or(Value::Null);
+                let mut outcome = StepOutcome::new(input, Ok(output));
+                outcome.state.push(change);
                 outcome
             }
-            Err(source) => StepOutcome::new(input, Err(expression("value")(source))),
+            Err(error) => StepOutcome::new(input, Err(error)),
         },
-        StateAction::Delete => {
-            let mut outcome = StepOutcome::new(input, Ok(Value::Null));
-            outcome.state.push(StateChange {
-                namespace,
-                key,
-                value: None,
-            });
-            outcome
-        }
     }
+}
+
+/// The change a `set` or `delete` makes, written with the checkpoint of the step it is
+/// part of (a `state` step, or a `publish` with its events); `None` value: deleted.
+pub(crate) fn change(
+    step: &StateStep,
+    context: &StepContext<'_>,
+) -> Result<StateChange, StepError> {
+    let expression = |what| move |source| StepError::Expression { what, source };
+    let key = step
+        .key
+        .render(context.scope, context.limits)
+        .map_err(expression("key"))?;
+    let value = match &step.action {
+        StateAction::Set(value) => Some(
+            value
+                .eval_one(context.scope, context.limits)
+                .map_err(expression("value"))?,
+        ),
+        StateAction::Get(_) | StateAction::Delete => None,
+    };
+    Ok(StateChange {
+        namespace: namespace(step.scope, context.integration, context.flow),
+        key,
+        value,
+    })
 }

@@ -204,6 +204,7 @@ impl FileChecker<'_> {
                     accept: Vec::new(),
                     idempotency: None,
                     idempotency_header: None,
+                    paginate: None,
                 };
                 let step = self.http(&spec, &at, &StepRefs::NONE)?;
                 let name = alert_webhook_flow(alert, index);

@@ -10,11 +10,11 @@ use switchboard_core::topic;
 use switchboard_expr::Template;
 
 use super::{
-    CallRef, DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_HEADER, FileChecker, HTTP_METHODS, StepRefs,
-    is_name, is_step_id,
+    CallRef, DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_HEADER, DEFAULT_MAX_PAGES, FileChecker,
+    HTTP_METHODS, MAX_PAGES, StepRefs, is_name, is_step_id,
 };
 use crate::model::{
-    CallStep, CallTarget, FailStep, ForEachStep, HttpBody, HttpStep, IfStep, PublishStep,
+    CallStep, CallTarget, FailStep, ForEachStep, HttpBody, HttpStep, IfStep, Paginate, PublishStep,
     RespondStep, ResponseStatus, Sleep, StateAction, StateScope, StateStep, Step, StepKind,
     SwitchStep,
 };
@@ -384,11 +384,26 @@ impl FileChecker<'_> {
         let data = spec.data.as_ref().map(|data| self.expr(data, "data", refs));
         let key = spec.key.as_ref().map(|key| self.expr(key, "key", refs));
         let id = spec.id.as_ref().map(|id| self.expr(id, "id", refs));
+        let state = match &spec.state {
+            Some(state) => {
+                let compiled = self.state(&state.value, &state.referenced, refs)?;
+                if matches!(compiled.action, StateAction::Get(_)) {
+                    self.report(
+                        &state.referenced,
+                        "a publish's `state` is a `set` or a `delete`; read state with a `state` step",
+                    );
+                    return None;
+                }
+                Some(compiled)
+            }
+            None => None,
+        };
         Some(PublishStep {
             topic: topic?,
             data: data.map_or(Some(None), |data| data.map(Some))?,
             key: key.map_or(Some(None), |key| key.map(Some))?,
             id: id.map_or(Some(None), |id| id.map(Some))?,
+            state,
         })
     }
 
@@ -606,6 +621,23 @@ impl FileChecker<'_> {
             }
             (_, None) => Some(String::from(DEFAULT_IDEMPOTENCY_HEADER)),
         };
+        let paginate = spec.paginate.as_ref().and_then(|paginate| {
+            let max_pages = match &paginate.max_pages {
+                Some(max) if max.value == 0 || max.value > MAX_PAGES => {
+                    self.report(
+                        &max.referenced,
+                        format!("`max_pages` must be from 1 to {MAX_PAGES}"),
+                    );
+                    DEFAULT_MAX_PAGES
+                }
+                Some(max) => max.value,
+                None => DEFAULT_MAX_PAGES,
+            };
+            Some(Paginate {
+                next: self.expr(&paginate.next, "next", refs)?,
+                max_pages,
+            })
+        });
         let url = url?;
         (self.problems.len() == problems_before).then(|| HttpStep {
             method,
@@ -616,6 +648,7 @@ impl FileChecker<'_> {
             timeout: spec.timeout.map_or(DEFAULT_HTTP_TIMEOUT, Duration::from),
             accept: spec.accept.clone(),
             idempotency_header,
+            paginate,
         })
     }
 

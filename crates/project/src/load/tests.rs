@@ -615,3 +615,33 @@ fn schedule_triggers_compile_and_their_mistakes_are_placed() {
         ["7:35: `every` must be at least 1s"]
     );
 }
+
+#[test]
+fn pagination_and_a_publish_state_are_checked() {
+    let source = "name: a\nflows:\n  poll:\n    trigger: { call: {} }\n    steps:\n      - id: fetch\n        http: { url: \"https://api.example.com/x\", paginate: { next: '.body.next', max_pages: 5 } }\n      - id: emit\n        publish: { topic: x.changed, state: { set: since, value: '.' } }\n";
+    let project = load_source(source).unwrap();
+    let steps = &project.integrations["a"].flows["poll"].steps;
+    let crate::StepKind::Http(http) = &steps[0].kind else {
+        panic!("not http")
+    };
+    assert_eq!(http.paginate.as_ref().unwrap().max_pages, 5);
+    let crate::StepKind::Publish(publish) = &steps[1].kind else {
+        panic!("not publish")
+    };
+    assert!(publish.state.is_some());
+
+    let problems = |from: &str, to: &str| load_source(&source.replace(from, to)).unwrap_err();
+    assert_eq!(
+        problems("max_pages: 5", "max_pages: 0"),
+        ["7:94: `max_pages` must be from 1 to 10000"]
+    );
+    let broken = problems("'.body.next'", "'.body.next |'");
+    assert_eq!(
+        broken,
+        ["7:82: next: jq syntax error: expected term, found the end of the program"]
+    );
+    assert_eq!(
+        problems("set: since, value: '.'", "get: since"),
+        ["9:45: a publish's `state` is a `set` or a `delete`; read state with a `state` step"]
+    );
+}

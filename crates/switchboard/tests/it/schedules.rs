@@ -461,3 +461,218 @@ flows:
         "catch_up: latest ran the missed fires: {latest:?}"
     );
 }
+
+/// A paged contacts API whose data the test changes between runs: `GET /contacts?
+/// updated_since=&page=` answers two contacts updated after `updated_since` per page,
+/// oldest first, with `next_page` while more remain.
+struct ContactsApi {
+    base: String,
+    contacts: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ContactsApi {
+    async fn start(contacts: &[(&str, &str)]) -> Self {
+        use axum::extract::{Query, State};
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+        type Shared = (Arc<Mutex<Vec<(String, String)>>>, Arc<Mutex<Vec<String>>>);
+        async fn page(
+            State((contacts, requests)): State<Shared>,
+            uri: axum::http::Uri,
+            Query(query): Query<HashMap<String, String>>,
+        ) -> axum::Json<Value> {
+            requests.lock().unwrap().push(uri.to_string());
+            let since = query.get("updated_since").cloned().unwrap_or_default();
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let mut changed: Vec<(String, String)> = contacts
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, updated)| *updated > since)
+                .cloned()
+                .collect();
+            changed.sort_by(|a, b| a.1.cmp(&b.1));
+            let items: Vec<Value> = changed
+                .iter()
+                .skip((page - 1) * 2)
+                .take(2)
+                .map(|(id, updated)| json!({"id": id, "updated_at": updated}))
+                .collect();
+            let more = changed.len() > page * 2;
+            axum::Json(
+                json!({"contacts": items, "next_page": if more { json!(page + 1) } else { Value::Null }}),
+            )
+        }
+        let contacts = Arc::new(Mutex::new(
+            contacts
+                .iter()
+                .map(|(id, at)| ((*id).to_owned(), (*at).to_owned()))
+                .collect(),
+        ));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/contacts", axum::routing::get(page))
+            .with_state((Arc::clone(&contacts), Arc::clone(&requests)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base,
+            contacts,
+            requests,
+        }
+    }
+
+    fn set(&self, id: &str, updated_at: &str) {
+        let mut contacts = self.contacts.lock().unwrap();
+        contacts.retain(|(existing, _)| existing != id);
+        contacts.push((id.to_owned(), updated_at.to_owned()));
+    }
+}
+
+/// Fires the schedule `<integration>/<flow>` by hand and returns its succeeded execution.
+async fn run_by_hand(server: &TestServer, schedule: &str) -> Value {
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/schedules/{schedule}/run")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    let execution = server
+        .finished_execution(body["execution_id"].as_str().unwrap())
+        .await;
+    assert_eq!(execution["status"], "succeeded", "{execution:#}");
+    execution
+}
+
+/// The ids of every event on `topic`, oldest first.
+async fn event_ids(server: &TestServer, topic: &str) -> Vec<String> {
+    let (status, page) = server
+        .get_json(&format!("/api/v1/topics/{topic}/events?limit=500"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.reverse();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_import_pages_through_changes_and_publishes_each_once() {
+    let api = ContactsApi::start(&[
+        ("c1", "2026-11-01T10:00:00Z"),
+        ("c2", "2026-11-01T11:00:00Z"),
+        ("c3", "2026-11-01T12:00:00Z"),
+        ("c4", "2026-11-01T13:00:00Z"),
+        ("c5", "2026-11-01T14:00:00Z"),
+    ])
+    .await;
+    let yaml = r#"
+name: crm-poll
+config:
+  api: { default: "API" }
+flows:
+  poll:
+    trigger: { schedule: { every: 1h } }
+    steps:
+      - id: cursor
+        state: { get: since, default: '"1970-01-01T00:00:00Z"' }
+      - id: fetch
+        http:
+          url: "${{ $config.api }}/contacts"
+          query: { updated_since: "${{ $steps.cursor }}" }
+          paginate:
+            next: 'if .body.next_page then {query: {page: .body.next_page}} else null end'
+            max_pages: 20
+      - id: emit
+        publish:
+          topic: crm.contact.changed
+          data: '$steps.fetch.pages[].body.contacts[]'
+          id: '"\(.id)@\(.updated_at)"'
+          state:
+            set: since
+            value: '[$steps.fetch.pages[].body.contacts[].updated_at] | max // $steps.cursor'
+  peek:
+    trigger: { schedule: { every: 1h } }
+    steps:
+      - id: fetch
+        http:
+          url: "${{ $config.api }}/contacts"
+          paginate:
+            next: 'if .body.next_page then {query: {page: .body.next_page}} else null end'
+            max_pages: 2
+"#
+    .replace("API", &api.base);
+    let server = TestServer::start_configured(&yaml, Default::default(), |_| {}).await;
+
+    // The first run pages through all five (three pages) and moves the cursor with them.
+    let first = run_by_hand(&server, "crm-poll/poll").await;
+    let fetch = &first["steps"][1];
+    assert_eq!(
+        fetch["output"]["pages"].as_array().unwrap().len(),
+        3,
+        "{fetch:#}"
+    );
+    assert_eq!(fetch["output"]["next"], Value::Null);
+    assert_eq!(
+        event_ids(&server, "crm.contact.changed").await,
+        [
+            "c1@2026-11-01T10:00:00Z",
+            "c2@2026-11-01T11:00:00Z",
+            "c3@2026-11-01T12:00:00Z",
+            "c4@2026-11-01T13:00:00Z",
+            "c5@2026-11-01T14:00:00Z"
+        ]
+    );
+    let requests = api.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(requests[2].contains("page=3"), "{requests:?}");
+    assert!(
+        requests[2].contains("updated_since=1970-01-01T00%3A00%3A00Z"),
+        "the later pages keep the first page's query: {requests:?}"
+    );
+    let emit = &first["steps"][2];
+    assert_eq!(
+        emit["output"]["state"],
+        json!({"key": "since", "value": "2026-11-01T14:00:00Z"}),
+        "{emit:#}"
+    );
+
+    // The API's data changes: c2 is updated, c6 is new. The next run sees only them.
+    api.set("c2", "2026-11-02T09:00:00Z");
+    api.set("c6", "2026-11-02T10:00:00Z");
+    run_by_hand(&server, "crm-poll/poll").await;
+    let ids = event_ids(&server, "crm.contact.changed").await;
+    assert_eq!(
+        ids[5..],
+        ["c2@2026-11-02T09:00:00Z", "c6@2026-11-02T10:00:00Z"],
+        "{ids:?}"
+    );
+    let requests = api.requests.lock().unwrap().clone();
+    assert!(
+        requests[3].contains("updated_since=2026-11-01T14%3A00%3A00Z"),
+        "{requests:?}"
+    );
+
+    // Past `max_pages` the output names the request not sent.
+    let peek = run_by_hand(&server, "crm-poll/peek").await;
+    let output = &peek["steps"][0]["output"];
+    assert_eq!(output["pages"].as_array().unwrap().len(), 2, "{output:#}");
+    assert_eq!(output["next"], json!({"query": {"page": 3}}));
+
+    // Nothing changed: a run publishes nothing and keeps the cursor.
+    let idle = run_by_hand(&server, "crm-poll/poll").await;
+    assert_eq!(event_ids(&server, "crm.contact.changed").await.len(), 7);
+    assert_eq!(
+        idle["steps"][2]["output"]["state"]["value"],
+        "2026-11-02T10:00:00Z"
+    );
+    server.stop().await;
+}
