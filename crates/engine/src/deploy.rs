@@ -138,6 +138,7 @@ impl Engine {
         });
         self.sync_subscribers().await;
         self.sync_schedules().await;
+        self.look_at_files.notify_one();
         self.bus.notify_one();
         self.wake.notify_one();
         self.deploy(base_url).await

@@ -454,6 +454,8 @@ impl<'a> ExecutionRun<'a> {
             metrics: &self.engine.metrics,
             trace: &self.trace,
             store: self.engine.store.as_ref(),
+            files: self.engine.files.as_ref(),
+            max_file_bytes: self.engine.config.max_file_bytes,
         };
         let kind = step.kind.name();
         let attempt = self

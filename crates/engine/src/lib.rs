@@ -15,7 +15,8 @@
 //!   due, and otherwise polls every `poll_interval`.
 //! - Alert rules are evaluated every `alert_interval` ([`alerts`]); a change queues the
 //!   executions of the alert's notify flows.
-//! - Schedules fire at their times ([`schedules`]).
+//! - Schedules fire at their times ([`schedules`]); watched folders start an execution
+//!   per new file (`file_watch`).
 //! - Ended executions older than `retention` are deleted in small batches
 //!   ([`retention`]).
 //! - On shutdown it stops leasing, lets running executions finish for `shutdown_grace`,
@@ -26,6 +27,7 @@ mod bulk;
 pub mod bus;
 mod deploy;
 mod execution;
+mod file_watch;
 pub mod invoke;
 pub mod outbound;
 mod retention;
@@ -76,6 +78,11 @@ pub struct EngineConfig {
     pub retention_interval: Duration,
     /// How outbound webhook deliveries behave.
     pub outbound: outbound::OutboundConfig,
+    /// The folders `files` steps and triggers may touch (at least one; each made when
+    /// missing); relative paths are taken from the first.
+    pub file_roots: Vec<std::path::PathBuf>,
+    /// The largest file a `files` step reads whole.
+    pub max_file_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -91,14 +98,22 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(14 * 24 * 3600),
             retention_interval: Duration::from_secs(60),
             outbound: outbound::OutboundConfig::default(),
+            file_roots: Vec::new(),
+            max_file_bytes: 64 << 20,
         }
     }
 }
 
 /// Could not build the engine.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client: {0}")]
-pub struct EngineError(#[from] reqwest::Error);
+pub enum EngineError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A file root cannot be used.
+    #[error("cannot use the file roots: {0}")]
+    Files(#[from] switchboard_files::FilesError),
+}
 
 /// The two pools of workers: the project's flows, and the built-in deliveries of
 /// outbound webhooks and callbacks, so that slow subscriber endpoints never hold up
@@ -183,10 +198,15 @@ pub struct Engine {
     bus: Notify,
     /// Wakes the scheduler: schedules were synced, paused or resumed.
     schedules_changed: Notify,
+    /// Wakes the file watcher: an execution of a `files` flow ended, or the project
+    /// changed.
+    look_at_files: Notify,
     in_flight: Mutex<HashMap<ExecutionId, InFlight>>,
     bulk: bulk::BulkJobs,
     /// Synchronous callers waiting for answers.
     waiters: invoke::Waiters,
+    /// Where `files` steps and triggers read and write.
+    files: Arc<dyn switchboard_files::Storage>,
 }
 
 impl Engine {
@@ -204,6 +224,9 @@ impl Engine {
             .build()?;
         let webhooks_guard = config.outbound.guard();
         let webhooks_http = config.outbound.client(webhooks_guard.clone())?;
+        let roots = switchboard_files::Roots::new(&config.file_roots)?;
+        let files: Arc<dyn switchboard_files::Storage> =
+            Arc::new(switchboard_files::LocalStorage::new(roots));
         Ok(Arc::new(Self {
             store,
             project: std::sync::RwLock::new(project),
@@ -218,9 +241,11 @@ impl Engine {
             wake: Notify::new(),
             bus: Notify::new(),
             schedules_changed: Notify::new(),
+            look_at_files: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             bulk: bulk::BulkJobs::default(),
             waiters: invoke::Waiters::default(),
+            files,
         }))
     }
 
@@ -265,6 +290,7 @@ impl Engine {
         let pruning = tokio::spawn(retention::prune(Arc::clone(&self), shutdown.clone()));
         let dispatching = tokio::spawn(bus::dispatch(Arc::clone(&self), shutdown.clone()));
         let scheduling = tokio::spawn(schedules::watch(Arc::clone(&self), shutdown.clone()));
+        let watching = tokio::spawn(file_watch::watch(Arc::clone(&self), shutdown.clone()));
         let workers = Workers {
             flows: Arc::new(Semaphore::new(self.config.workers.max(1))),
             deliveries: Arc::new(Semaphore::new(self.config.outbound.workers.max(1))),
@@ -326,6 +352,8 @@ impl Engine {
                 let engine = Arc::clone(&self);
                 running.spawn(async move {
                     let id = execution.id.clone();
+                    let (execution_integration, execution_flow) =
+                        (execution.integration.clone(), execution.flow.clone());
                     if execution.integration == DELIVERY_INTEGRATION {
                         outbound::deliver(&engine, execution, stop).await;
                     } else {
@@ -333,6 +361,16 @@ impl Engine {
                     }
                     engine.track(&id, None);
                     drop(slot);
+                    let from_files = engine
+                        .project()
+                        .runnable_flow(&execution_integration, &execution_flow)
+                        .is_some_and(|flow| {
+                            matches!(flow.trigger, switchboard_project::Trigger::Files(_))
+                        });
+                    if from_files {
+                        // Its file moves on now.
+                        engine.look_at_files.notify_one();
+                    }
                     // Its end may let another start: the next of its ordering sequence,
                     // or one waiting for room in its concurrency group.
                     engine.wake.notify_one();
@@ -345,6 +383,7 @@ impl Engine {
         pruning.abort();
         dispatching.abort();
         scheduling.abort();
+        watching.abort();
     }
 
     /// Remembers (or forgets) a running execution.

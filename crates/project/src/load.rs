@@ -11,17 +11,17 @@ use switchboard_core::HumanDuration;
 use switchboard_expr::{CompileError, Expr, Template};
 
 use crate::model::{
-    Backoff, BodyFormat, CallStep, CallTarget, Concurrency, ConfigVar, Debounce, Dedupe,
-    DeployEvent, EventTrigger, Flow, Integration, Project, RetryPolicy, SLACK_CHALLENGE, Step,
-    StepKind, SyncAnswer, Throttle, Trigger, WebhookTrigger,
+    AfterFile, Backoff, BodyFormat, CallStep, CallTarget, Concurrency, ConfigVar, Debounce, Dedupe,
+    DeployEvent, EventTrigger, FilesTrigger, Flow, Integration, Project, RetryPolicy,
+    SLACK_CHALLENGE, Step, StepKind, SyncAnswer, Throttle, Trigger, WebhookTrigger,
 };
 use crate::position::{did_you_mean, scalar_position};
 use crate::schedule::{
     CatchUp, DEFAULT_MAX_CATCH_UP, Overlap, ScheduleTrigger, Timing, TimingError,
 };
 use crate::spec::{
-    EventTriggerSpec, FlowSpec, IntegrationSpec, RetrySpec, ScheduleSpec, StepSpec, TriggerSpec,
-    WebhookSpec,
+    EventTriggerSpec, FilesTriggerSpec, FlowSpec, IntegrationSpec, RetrySpec, ScheduleSpec,
+    StepSpec, TriggerSpec, WebhookSpec,
 };
 
 /// How long a webhook's de-duplication key holds, when not given.
@@ -38,6 +38,9 @@ pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// The default timeout of an `http` step.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a `files` trigger looks at its folder, when not given.
+pub const DEFAULT_FILES_EVERY: Duration = Duration::from_secs(30);
 
 /// How many pages a paginating `http` step reads, when not given.
 pub const DEFAULT_MAX_PAGES: u32 = 100;
@@ -493,6 +496,7 @@ impl FileChecker<'_> {
             call,
             deploy,
             schedule,
+            files,
         } = spec.value;
         let kinds = [
             webhook.is_some(),
@@ -503,12 +507,13 @@ impl FileChecker<'_> {
             call.is_some(),
             deploy.is_some(),
             schedule.is_some(),
+            files.is_some(),
         ];
         if kinds.iter().filter(|set| **set).count() != 1 {
             let message = if kinds.contains(&true) {
-                "a trigger has one kind: `webhook`, `invoke`, `event`, `schedule`, `call`, `deploy`, `alert` or `error`"
+                "a trigger has one kind: `webhook`, `invoke`, `event`, `schedule`, `files`, `call`, `deploy`, `alert` or `error`"
             } else {
-                "the trigger names no kind: write `webhook: {}`, `invoke: {}`, `event: {topic: ...}`, `schedule: {cron: ...}`, `call: {}`, `deploy: {}`, `alert: {}` or `error: {}`"
+                "the trigger names no kind: write `webhook: {}`, `invoke: {}`, `event: {topic: ...}`, `schedule: {cron: ...}`, `files: {path: ...}`, `call: {}`, `deploy: {}`, `alert: {}` or `error: {}`"
             };
             self.report(&at, message);
             return None;
@@ -546,6 +551,11 @@ impl FileChecker<'_> {
         }
         if let Some(event) = event {
             return self.event_trigger(&event).map(Trigger::Event);
+        }
+        if let Some(files) = files {
+            return self
+                .files_trigger(files)
+                .map(|files| Trigger::Files(Box::new(files)));
         }
         if let Some(schedule) = schedule {
             return self
@@ -770,6 +780,75 @@ impl FileChecker<'_> {
             catch_up: catch_up.unwrap_or(CatchUp::Latest),
             max_catch_up,
             overlap: overlap.unwrap_or(Overlap::Skip),
+        })
+    }
+
+    fn files_trigger(&mut self, spec: FilesTriggerSpec) -> Option<FilesTrigger> {
+        let folder = |this: &mut Self, path: &Spanned<String>, what: &str| {
+            let value = path.value.trim_end_matches('/');
+            if value.is_empty() || value.contains("${{") {
+                this.report(
+                    &path.referenced,
+                    format!("`{what}` is a folder under the file roots, written out (no template)"),
+                );
+            }
+            value.to_owned()
+        };
+        let path = folder(self, &spec.path, "path");
+        let every = match &spec.every {
+            Some(every) if Duration::from(every.value) < Duration::from_secs(1) => {
+                self.report(&every.referenced, "`every` must be at least 1s");
+                DEFAULT_FILES_EVERY
+            }
+            Some(every) => every.value.into(),
+            None => DEFAULT_FILES_EVERY,
+        };
+        let after = match spec.after.as_ref().map(|after| after.value.as_str()) {
+            None | Some("move") => {
+                let to = match &spec.move_to {
+                    Some(to) => folder(self, to, "move_to"),
+                    None => match path.rsplit_once('/') {
+                        Some((parent, _)) => format!("{parent}/processed"),
+                        None => String::from("processed"),
+                    },
+                };
+                if to == path {
+                    let at = spec
+                        .move_to
+                        .as_ref()
+                        .map_or(spec.path.referenced, |to| to.referenced);
+                    self.report(&at, "`move_to` must be another folder than `path`");
+                }
+                AfterFile::Move(to)
+            }
+            Some("delete") => {
+                if let Some(to) = &spec.move_to {
+                    self.report(&to.referenced, "`move_to` goes with `after: move`");
+                }
+                AfterFile::Delete
+            }
+            Some(other) => {
+                let at = spec
+                    .after
+                    .as_ref()
+                    .map_or(spec.path.referenced, |after| after.referenced);
+                self.report(
+                    &at,
+                    format!("`after` is `{other}`; it must be move or delete"),
+                );
+                AfterFile::Delete
+            }
+        };
+        let failed_to = spec
+            .failed_to
+            .as_ref()
+            .map(|to| folder(self, to, "failed_to"));
+        Some(FilesTrigger {
+            path,
+            pattern: spec.pattern.map(|pattern| pattern.value),
+            every,
+            after,
+            failed_to,
         })
     }
 

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use switchboard_expr::{Expr, Template};
 
+use switchboard_files::Format;
+use switchboard_files::format::CsvOptions;
+
 use crate::schedule::ScheduleTrigger;
 
 /// Every integration of a project, by name.
@@ -313,6 +316,32 @@ pub enum Trigger {
     Deploy(Vec<DeployEvent>),
     /// A cron pattern or interval; the trigger data says which fire this is.
     Schedule(Box<ScheduleTrigger>),
+    /// New files in a folder; the input is the file's name, path, size and time.
+    Files(Box<FilesTrigger>),
+}
+
+/// The `files` trigger, compiled.
+#[derive(Debug, Clone)]
+pub struct FilesTrigger {
+    /// The folder watched.
+    pub path: String,
+    /// The names taken.
+    pub pattern: Option<String>,
+    /// How often the folder is looked at.
+    pub every: Duration,
+    /// What happens to a file whose execution succeeded.
+    pub after: AfterFile,
+    /// Where a file whose execution failed goes; `None`: it stays.
+    pub failed_to: Option<String>,
+}
+
+/// What happens to a file once its execution succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterFile {
+    /// It moves to this folder.
+    Move(String),
+    /// It is deleted.
+    Delete,
 }
 
 /// What happened to an integration, for its `deploy` flows.
@@ -361,6 +390,7 @@ impl Trigger {
             Self::Call => "call",
             Self::Deploy(_) => "deploy",
             Self::Schedule(_) => "schedule",
+            Self::Files(_) => "files",
         }
     }
 
@@ -540,6 +570,8 @@ pub enum StepKind {
     Sleep(Sleep),
     /// Read or change persisted state.
     State(Box<StateStep>),
+    /// Files under the file roots.
+    Files(Box<FilesStep>),
     /// End the execution as failed.
     Fail(Box<FailStep>),
     /// Run another flow as a child execution.
@@ -651,6 +683,49 @@ pub enum Sleep {
     Until(Expr),
 }
 
+/// The `files` step, compiled.
+#[derive(Debug)]
+pub struct FilesStep {
+    /// What it does.
+    pub action: FilesAction,
+    /// The format read or written; `None`: the file name's extension says.
+    pub format: Option<Format>,
+    /// How CSV is read and written.
+    pub csv: CsvOptions,
+}
+
+/// What a `files` step does.
+#[derive(Debug)]
+pub enum FilesAction {
+    /// Reads the file at a path.
+    Read(Template),
+    /// Writes what a program gives to a path.
+    Write {
+        /// The path.
+        path: Template,
+        /// What to write.
+        data: Expr,
+        /// Whether to add to the end instead of replacing.
+        append: bool,
+    },
+    /// Lists a folder's files whose names match a pattern.
+    List {
+        /// The folder.
+        dir: Template,
+        /// The names kept.
+        pattern: Option<String>,
+    },
+    /// Moves a file.
+    Move {
+        /// From where.
+        from: Template,
+        /// To where.
+        to: Template,
+    },
+    /// Deletes a file.
+    Delete(Template),
+}
+
 /// The `state` step, compiled.
 #[derive(Debug)]
 pub struct StateStep {
@@ -705,6 +780,7 @@ impl StepKind {
             Self::Publish(_) => "publish",
             Self::Sleep(_) => "sleep",
             Self::State(_) => "state",
+            Self::Files(_) => "files",
             Self::Fail(_) => "fail",
             Self::Call(call) => match call.target {
                 CallTarget::Flow { .. } => "call",

@@ -171,6 +171,34 @@ pub struct TriggerSpec {
     /// A cron pattern or an interval.
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// New files in a folder under the file roots.
+    #[serde(default)]
+    pub files: Option<FilesTriggerSpec>,
+}
+
+/// The `files` trigger: each new file in `path` whose name matches `pattern` starts one
+/// execution, once its size has stopped changing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesTriggerSpec {
+    /// The folder watched, under the file roots.
+    pub path: Spanned<String>,
+    /// The names taken (`*.csv`; default every file).
+    #[serde(default)]
+    pub pattern: Option<Spanned<String>>,
+    /// How often the folder is looked at (default 30s).
+    #[serde(default)]
+    pub every: Option<Spanned<HumanDuration>>,
+    /// What happens to a file once its execution succeeded: `move` (default) or `delete`.
+    #[serde(default)]
+    pub after: Option<Spanned<String>>,
+    /// With `after: move`: the folder it goes to (default `processed`, beside `path`).
+    #[serde(default)]
+    pub move_to: Option<Spanned<String>>,
+    /// The folder a file goes to when its execution failed (default: it stays, and is
+    /// not taken again).
+    #[serde(default)]
+    pub failed_to: Option<Spanned<String>>,
 }
 
 /// The `schedule` trigger: exactly one of `cron` and `every`.
@@ -357,6 +385,9 @@ pub struct StepSpec {
     /// Answers the synchronous caller and goes on.
     #[serde(default)]
     pub respond: Option<Spanned<RespondSpec>>,
+    /// Reads, writes, lists, moves or deletes files under the file roots.
+    #[serde(default)]
+    pub files: Option<Spanned<FilesSpec>>,
     /// A jq condition: when it is false (or null) the step is skipped.
     #[serde(default)]
     pub when: Option<Spanned<String>>,
@@ -516,6 +547,64 @@ pub struct StateSpec {
     /// `flow` (default): this flow's own; `integration`: shared by its flows.
     #[serde(default)]
     pub scope: Option<Spanned<String>>,
+}
+
+/// The `files` step: exactly one of `read`, `write`, `list`, `move` and `delete`, each
+/// naming a path (a `${{ }}` template) under the file roots.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSpec {
+    /// Reads a file; the output is its content in `format`.
+    #[serde(default)]
+    pub read: Option<Spanned<String>>,
+    /// Writes `data` to a file in `format` (replacing it atomically, or with `append`).
+    #[serde(default)]
+    pub write: Option<Spanned<String>>,
+    /// Lists a folder's files: `[{name, path, size, modified_at}]`.
+    #[serde(default)]
+    pub list: Option<Spanned<String>>,
+    /// Moves a file to `to`.
+    #[serde(default, rename = "move")]
+    pub move_: Option<Spanned<String>>,
+    /// Deletes a file.
+    #[serde(default)]
+    pub delete: Option<Spanned<String>>,
+    /// With `move`: where to.
+    #[serde(default)]
+    pub to: Option<Spanned<String>>,
+    /// With `write`: a jq program giving what to write (a list of rows for CSV and NDJSON).
+    #[serde(default)]
+    pub data: Option<Spanned<String>>,
+    /// With `write`: add to the end of the file instead of replacing it.
+    #[serde(default)]
+    pub append: Option<bool>,
+    /// With `list`: names to keep (`*.csv`; `*` any run of characters, `?` one).
+    #[serde(default)]
+    pub pattern: Option<Spanned<String>>,
+    /// `csv`, `json`, `ndjson`, `xml` or `text` (default: the file name's extension).
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    /// How CSV is read and written.
+    #[serde(default)]
+    pub csv: Option<CsvSpec>,
+}
+
+/// CSV settings of a `files` step or trigger.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSpec {
+    /// The field separator, one character (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<Spanned<String>>,
+    /// The quote character (default `"`).
+    #[serde(default)]
+    pub quote: Option<Spanned<String>>,
+    /// Whether the first row names the columns (default `true`).
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// The columns written, in order (default: the first row's keys).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
 }
 
 /// The `fail` step.

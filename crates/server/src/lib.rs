@@ -87,6 +87,10 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(SqliteStore::open(&config.data_dir, Arc::clone(&metrics))?);
+    let mut config = config;
+    if config.engine.file_roots.is_empty() {
+        config.engine.file_roots.push(config.data_dir.join("files"));
+    }
     let engine = Engine::new(
         store,
         config.project,

@@ -19,6 +19,7 @@
 //! `FOR UPDATE SKIP LOCKED`) so a PostgreSQL implementation of the same trait can follow.
 
 pub mod bus;
+pub mod claims;
 pub mod deploy;
 mod error;
 pub mod outbound;
@@ -31,6 +32,7 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 
 pub use bus::BusStore;
+pub use claims::ClaimStore;
 pub use deploy::DeployStore;
 pub use error::StoreError;
 pub use outbound::OutboundStore;
@@ -46,7 +48,7 @@ pub use sqlite::SqliteStore;
 /// Everything Switchboard keeps durably.
 #[async_trait]
 pub trait Store:
-    OutboundStore + BusStore + DeployStore + ScheduleStore + Send + Sync + 'static
+    OutboundStore + BusStore + DeployStore + ScheduleStore + ClaimStore + Send + Sync + 'static
 {
     /// Stores a new queued execution; when this returns, it is durable. With a dedupe
     /// key that a live key of the flow already holds, nothing is queued and the answer

@@ -58,7 +58,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a project: inbound hooks, the management API and the workers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check integration files and folders; print one `file:line:column: problem` per line.
     Validate {
         /// Files or folders of integration YAML files.
@@ -153,6 +153,13 @@ struct ServeArgs {
     /// How long one outbound delivery attempt may take in all.
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_TIMEOUT", default_value = "30s")]
     webhook_timeout: HumanDuration,
+    /// Folders `files` steps may touch; relative paths are taken from the first; repeat
+    /// or separate with commas (default: `files` in the data folder).
+    #[arg(long, env = "SWITCHBOARD_FILES_ROOT", value_delimiter = ',')]
+    files_root: Vec<PathBuf>,
+    /// The largest file a `files` step reads whole.
+    #[arg(long, env = "SWITCHBOARD_MAX_FILE_SIZE", default_value = "64MiB")]
+    max_file_size: ByteSize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +174,9 @@ struct RunArgs {
     /// How long the flow may take.
     #[arg(long, default_value = "5m")]
     timeout: HumanDuration,
+    /// Folders `files` steps may touch (default: the current folder).
+    #[arg(long, value_delimiter = ',')]
+    files_root: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -191,7 +201,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Validate { paths } => validate(&paths),
             Command::Run(args) => run_flow(args).await,
             Command::Executions(ExecutionsCommand::Retry(args)) => {
@@ -334,6 +344,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 timeout: args.webhook_timeout.into(),
                 ..OutboundConfig::default()
             },
+            file_roots: args.files_root.clone(),
+            max_file_bytes: args.max_file_size.0,
             ..EngineConfig::default()
         },
         max_body: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),
@@ -413,6 +425,11 @@ async fn run_flow(args: RunArgs) -> anyhow::Result<ExitCode> {
         Secrets::from_env(),
         EngineConfig {
             workers: 1,
+            file_roots: if args.files_root.is_empty() {
+                vec![std::env::current_dir().context("cannot read the current folder")?]
+            } else {
+                args.files_root.clone()
+            },
             ..EngineConfig::default()
         },
         metrics,

@@ -71,6 +71,8 @@ pub mod names {
     pub const SCHEDULE_FIRES: &str = "switchboard_schedule_fires_total";
     /// Time from a fire's scheduled time to its execution being queued (on-time fires).
     pub const SCHEDULE_LATENESS: &str = "switchboard_schedule_lateness_seconds";
+    /// Files taken by `files` triggers, by `integration`.
+    pub const FILES_TAKEN: &str = "switchboard_files_taken_total";
     /// Always 1; its `version` label names the running build.
     pub const BUILD_INFO: &str = "switchboard_build_info";
 }
@@ -207,6 +209,11 @@ pub const ALL: &[Metric] = {
             SCHEDULE_FIRES,
             Counter,
             "Schedule fires, by integration and outcome (fired, caught_up, skipped, missed, manual).",
+        ),
+        metric(
+            FILES_TAKEN,
+            Counter,
+            "Files taken by files triggers, each starting one execution, by integration.",
         ),
         metric(
             SCHEDULE_LATENESS,
@@ -414,6 +421,12 @@ impl Metrics {
             Label::new("outcome", outcome),
         ];
         self.counter(names::SCHEDULE_FIRES, labels).increment(count);
+    }
+
+    /// `count` files were taken by a `files` trigger of `integration`.
+    pub fn files_taken(&self, integration: &str, count: u64) {
+        let labels = vec![Label::new("integration", integration.to_owned())];
+        self.counter(names::FILES_TAKEN, labels).increment(count);
     }
 
     /// An on-time fire's execution was queued `late` after its scheduled time.
@@ -639,6 +652,7 @@ mod tests {
         metrics.project_reloaded("applied");
         metrics.schedule_fires("a", "fired", 1);
         metrics.schedule_lateness(Duration::ZERO);
+        metrics.files_taken("a", 1);
         metrics.upkeep();
         let text = metrics.render();
         for metric in ALL {

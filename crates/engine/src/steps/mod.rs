@@ -1,6 +1,7 @@
 //! The step kinds the engine runs, one module each, and how their failures are classified.
 
 mod fail;
+mod files;
 mod http;
 mod log;
 mod publish;
@@ -42,6 +43,10 @@ pub(crate) struct StepContext<'a> {
     pub trace: &'a TraceContext,
     /// The store, for reads of state.
     pub store: &'a dyn Store,
+    /// Where `files` steps read and write.
+    pub files: &'a dyn switchboard_files::Storage,
+    /// The largest file a `files` step reads.
+    pub max_file_bytes: u64,
 }
 
 /// What a step did.
@@ -82,6 +87,7 @@ pub(crate) async fn run(kind: &StepKind, context: &StepContext<'_>) -> Option<St
         StepKind::Log(message) => log::run(message, context),
         StepKind::Publish(step) => publish::run(step, context),
         StepKind::State(step) => state::run(step, context).await,
+        StepKind::Files(step) => files::run(step, context).await,
         StepKind::Fail(step) => fail::run(step, context),
         StepKind::Respond(step) => respond::run(step, context),
         StepKind::If(_)
@@ -133,6 +139,9 @@ pub enum StepError {
     /// A value the step computed cannot be used.
     #[error("{0}")]
     Invalid(String),
+    /// The file system failed (a full disk, a lost mount): it may pass.
+    #[error("{0}")]
+    FileSystem(String),
     /// The store could not be read.
     #[error("cannot read the store: {0}")]
     Store(String),
@@ -170,6 +179,7 @@ impl StepError {
             Self::BodyTooLarge(_) => "http_body_too_large",
             Self::Transport(_) => "http_transport",
             Self::Invalid(_) => "invalid_value",
+            Self::FileSystem(_) => "file_system",
             Self::Store(_) => "store_unavailable",
             Self::Failed { code, .. } | Self::Call { code, .. } => code,
         }
@@ -179,7 +189,11 @@ impl StepError {
     /// own mistakes.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::Timeout(_) | Self::Transport(_) | Self::Store(_) => true,
+            Self::Connect(_)
+            | Self::Timeout(_)
+            | Self::Transport(_)
+            | Self::Store(_)
+            | Self::FileSystem(_) => true,
             Self::Status { status, .. } => matches!(status, 408 | 425 | 429 | 500..=599),
             Self::Expression { .. }
             | Self::InvalidRequest(_)

@@ -8,23 +8,25 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 use switchboard_core::topic;
 use switchboard_expr::Template;
+use switchboard_files::Format;
+use switchboard_files::format::CsvOptions;
 
 use super::{
     CallRef, DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_HEADER, DEFAULT_MAX_PAGES, FileChecker,
     HTTP_METHODS, MAX_PAGES, StepRefs, is_name, is_step_id,
 };
 use crate::model::{
-    CallStep, CallTarget, FailStep, ForEachStep, HttpBody, HttpStep, IfStep, Paginate, PublishStep,
-    RespondStep, ResponseStatus, Sleep, StateAction, StateScope, StateStep, Step, StepKind,
-    SwitchStep,
+    CallStep, CallTarget, FailStep, FilesAction, FilesStep, ForEachStep, HttpBody, HttpStep,
+    IfStep, Paginate, PublishStep, RespondStep, ResponseStatus, Sleep, StateAction, StateScope,
+    StateStep, Step, StepKind, SwitchStep,
 };
 use crate::spec::{
-    CallSpec, FailSpec, ForEachSpec, HttpSpec, IfSpec, PublishSpec, RespondSpec, SleepSpec,
-    StateSpec, StatusSpec, StepSpec, SwitchSpec,
+    CallSpec, CsvSpec, FailSpec, FilesSpec, ForEachSpec, HttpSpec, IfSpec, PublishSpec,
+    RespondSpec, SleepSpec, StateSpec, StatusSpec, StepSpec, SwitchSpec,
 };
 
 /// Every kind of step, as written in YAML.
-const STEP_KINDS: [&str; 13] = [
+const STEP_KINDS: [&str; 14] = [
     "transform",
     "http",
     "log",
@@ -38,6 +40,7 @@ const STEP_KINDS: [&str; 13] = [
     "fail",
     "call",
     "respond",
+    "files",
 ];
 
 /// The most items of a `for_each` that may run at once.
@@ -169,6 +172,7 @@ impl FileChecker<'_> {
             spec.fail.is_some(),
             spec.call.is_some(),
             spec.respond.is_some(),
+            spec.files.is_some(),
         ]
         .into_iter()
         .zip(STEP_KINDS)
@@ -230,6 +234,10 @@ impl FileChecker<'_> {
         if let Some(state) = &spec.state {
             let state = self.state(&state.value, &state.referenced, refs)?;
             return leaf(StepKind::State(Box::new(state)));
+        }
+        if let Some(files) = &spec.files {
+            let files = self.files(&files.value, &files.referenced, refs)?;
+            return leaf(StepKind::Files(Box::new(files)));
         }
         if let Some(fail) = &spec.fail {
             return leaf(StepKind::Fail(Box::new(self.fail(&fail.value, refs)?)));
@@ -466,6 +474,123 @@ impl FileChecker<'_> {
             key: self.template(key, "key", refs)?,
             scope,
         })
+    }
+
+    fn files(&mut self, spec: &FilesSpec, at: &Location, refs: &StepRefs<'_>) -> Option<FilesStep> {
+        let misplaced =
+            |this: &mut Self, field: &Option<Spanned<String>>, name: &str, with: &str| {
+                if let Some(field) = field {
+                    this.report(&field.referenced, format!("`{name}` goes with `{with}`"));
+                }
+            };
+        let action = match (
+            &spec.read,
+            &spec.write,
+            &spec.list,
+            &spec.move_,
+            &spec.delete,
+        ) {
+            (Some(path), None, None, None, None) => {
+                FilesAction::Read(self.template(path, "read", refs)?)
+            }
+            (None, Some(path), None, None, None) => {
+                let Some(data) = &spec.data else {
+                    self.report(
+                        at,
+                        "`write` needs `data`: a jq program giving what to write",
+                    );
+                    return None;
+                };
+                FilesAction::Write {
+                    path: self.template(path, "write", refs)?,
+                    data: self.expr(data, "data", refs)?,
+                    append: spec.append.unwrap_or(false),
+                }
+            }
+            (None, None, Some(dir), None, None) => FilesAction::List {
+                dir: self.template(dir, "list", refs)?,
+                pattern: spec.pattern.as_ref().map(|pattern| pattern.value.clone()),
+            },
+            (None, None, None, Some(from), None) => {
+                let Some(to) = &spec.to else {
+                    self.report(at, "`move` needs `to`: where the file goes");
+                    return None;
+                };
+                FilesAction::Move {
+                    from: self.template(from, "move", refs)?,
+                    to: self.template(to, "to", refs)?,
+                }
+            }
+            (None, None, None, None, Some(path)) => {
+                FilesAction::Delete(self.template(path, "delete", refs)?)
+            }
+            _ => {
+                self.report(
+                    at,
+                    "a `files` step does one of `read`, `write`, `list`, `move` and `delete`, each naming a path",
+                );
+                return None;
+            }
+        };
+        if !matches!(action, FilesAction::Write { .. }) {
+            misplaced(self, &spec.data, "data", "write");
+            if spec.append.is_some() {
+                self.report(at, "`append` goes with `write`");
+            }
+        }
+        if !matches!(action, FilesAction::List { .. }) {
+            misplaced(self, &spec.pattern, "pattern", "list");
+        }
+        if !matches!(action, FilesAction::Move { .. }) {
+            misplaced(self, &spec.to, "to", "move");
+        }
+        let format = self.named(spec.format.as_ref(), "format", &Format::NAMES);
+        if let (FilesAction::Write { append: true, .. }, Some(Format::Json | Format::Xml)) =
+            (&action, format)
+        {
+            self.report(
+                at,
+                "`append` adds rows or lines: use it with csv, ndjson or text",
+            );
+        }
+        Some(FilesStep {
+            action,
+            format,
+            csv: self.csv_options(spec.csv.as_ref()),
+        })
+    }
+
+    /// CSV settings, each checked.
+    pub(super) fn csv_options(&mut self, spec: Option<&CsvSpec>) -> CsvOptions {
+        let mut options = CsvOptions::default();
+        let Some(spec) = spec else {
+            return options;
+        };
+        let one_byte =
+            |this: &mut Self, field: &Option<Spanned<String>>, name: &str, into: &mut u8| {
+                if let Some(field) = field {
+                    let text = if field.value == "\\t" {
+                        "\t"
+                    } else {
+                        field.value.as_str()
+                    };
+                    match text.as_bytes() {
+                        [byte] if byte.is_ascii() => *into = *byte,
+                        _ => this.report(
+                            &field.referenced,
+                            format!(
+                                "`{name}` is one ASCII character (`\\t` for a tab), not `{}`",
+                                field.value
+                            ),
+                        ),
+                    }
+                }
+            };
+        one_byte(self, &spec.delimiter, "delimiter", &mut options.delimiter);
+        one_byte(self, &spec.quote, "quote", &mut options.quote);
+        options.header = spec.header.unwrap_or(true);
+        options.columns.clone_from(&spec.columns);
+        options
     }
 
     fn fail(&mut self, spec: &FailSpec, refs: &StepRefs<'_>) -> Option<FailStep> {

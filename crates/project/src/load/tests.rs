@@ -645,3 +645,50 @@ fn pagination_and_a_publish_state_are_checked() {
         ["9:45: a publish's `state` is a `set` or a `delete`; read state with a `state` step"]
     );
 }
+
+#[test]
+fn files_triggers_and_steps_are_checked() {
+    let source = "name: a\nflows:\n  inbox:\n    trigger: { files: { path: inbox, pattern: '*.csv', every: 5s, failed_to: failed } }\n    steps:\n      - id: rows\n        files: { read: '${{ .path }}', format: csv, csv: { delimiter: ';' } }\n";
+    let project = load_source(source).unwrap();
+    let flow = &project.integrations["a"].flows["inbox"];
+    let crate::Trigger::Files(files) = &flow.trigger else {
+        panic!("not files")
+    };
+    assert_eq!(
+        files.after,
+        crate::AfterFile::Move(String::from("processed"))
+    );
+    assert_eq!(files.failed_to.as_deref(), Some("failed"));
+    let crate::StepKind::Files(step) = &flow.steps[0].kind else {
+        panic!("not a files step")
+    };
+    assert_eq!(step.csv.delimiter, b';');
+
+    let problems = |from: &str, to: &str| load_source(&source.replace(from, to)).unwrap_err();
+    assert_eq!(
+        problems("every: 5s", "every: 5s, after: archive"),
+        ["4:74: `after` is `archive`; it must be move or delete"]
+    );
+    assert_eq!(
+        problems("path: inbox,", "path: inbox, move_to: inbox,"),
+        ["4:47: `move_to` must be another folder than `path`"]
+    );
+    assert_eq!(
+        problems("format: csv", "format: xlsx"),
+        ["7:48: `format` is `xlsx`; it must be one of csv, json, ndjson, xml, text"]
+    );
+    assert_eq!(
+        problems("delimiter: ';'", "delimiter: ';;'"),
+        ["7:71: `delimiter` is one ASCII character (`\\t` for a tab), not `;;`"]
+    );
+    assert_eq!(
+        problems("read: '${{ .path }}',", "read: '${{ .path }}', to: x,"),
+        ["7:44: `to` goes with `move`"]
+    );
+    assert_eq!(
+        problems("read: '${{ .path }}'", "list: in, delete: x"),
+        [
+            "7:16: a `files` step does one of `read`, `write`, `list`, `move` and `delete`, each naming a path"
+        ]
+    );
+}

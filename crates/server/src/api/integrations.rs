@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use serde::Serialize;
 use serde_json::Value;
-use switchboard_project::{Integration, Step, StepKind, Trigger};
+use switchboard_project::{AfterFile, Integration, Step, StepKind, Trigger};
 use switchboard_store::Page;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -115,6 +115,19 @@ pub enum TriggerView {
         max_catch_up: u32,
         /// `skip`, `queue` or `allow`.
         overlap: &'static str,
+    },
+    /// New files in a folder under the file roots.
+    Files {
+        /// The folder watched.
+        path: String,
+        /// The names taken.
+        pattern: Option<String>,
+        /// How often it is looked at, in milliseconds.
+        every_ms: u64,
+        /// Where a processed file goes; `null`: it is deleted.
+        move_to: Option<String>,
+        /// Where a file whose execution failed goes; `null`: it stays.
+        failed_to: Option<String>,
     },
     /// An alert of the integration that names the flow in `notify`.
     Alert,
@@ -236,6 +249,16 @@ impl IntegrationView {
                         catch_up: schedule.catch_up.as_str(),
                         max_catch_up: schedule.max_catch_up,
                         overlap: schedule.overlap.as_str(),
+                    },
+                    Trigger::Files(files) => TriggerView::Files {
+                        path: files.path.clone(),
+                        pattern: files.pattern.clone(),
+                        every_ms: u64::try_from(files.every.as_millis()).unwrap_or(u64::MAX),
+                        move_to: match &files.after {
+                            AfterFile::Move(folder) => Some(folder.clone()),
+                            AfterFile::Delete => None,
+                        },
+                        failed_to: files.failed_to.clone(),
                     },
                     Trigger::Alert => TriggerView::Alert,
                     Trigger::Error => TriggerView::Error,

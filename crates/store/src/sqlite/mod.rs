@@ -2,6 +2,7 @@
 
 mod alerts;
 mod bus;
+mod claims;
 mod control;
 mod deploy;
 mod ends;
@@ -48,6 +49,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("schema_11.sql")),
     (12, include_str!("schema_12.sql")),
     (13, include_str!("schema_13.sql")),
+    (14, include_str!("schema_14.sql")),
 ];
 
 /// The database file inside the data folder.

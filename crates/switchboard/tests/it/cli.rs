@@ -26,7 +26,7 @@ fn validate_accepts_the_examples() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).starts_with("ok: 8 integrations"));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("ok: 9 integrations"));
 }
 
 #[test]

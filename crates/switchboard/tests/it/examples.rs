@@ -13,7 +13,7 @@ const CALLBACK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 struct Examples {
     server: ServeProcess,
     client: reqwest::Client,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Examples {
@@ -31,6 +31,7 @@ impl Examples {
             format!("crm-import.crm_url={sandbox}"),
             format!("crm-poll.crm_url={sandbox}"),
             format!("crm-poll.app_url={sandbox}"),
+            format!("file-exchange.api_url=http://127.0.0.1:{port}/api/v1"),
             format!("contact-sync.crm_url={sandbox}/crm-contacts"),
             format!("contact-sync.shop_url={sandbox}/shop-customers"),
             format!("shop-orders.erp_url=http://127.0.0.1:{port}/hooks/erp-sandbox"),
@@ -55,7 +56,7 @@ impl Examples {
         Self {
             server,
             client: reqwest::Client::new(),
-            _data: data,
+            data,
         }
     }
 
@@ -345,6 +346,40 @@ async fn the_examples_run_each_pattern_of_the_seeds() {
         republished <= 1,
         "only a change made since can be new: {again:#}"
     );
+
+    // File import and scheduled export (seed 001): a CSV dropped into the inbox becomes
+    // one event per row and moves to processed/; the report writes a dated CSV and NDJSON.
+    let files = examples.data.path().join("files");
+    std::fs::create_dir_all(files.join("inbox")).unwrap();
+    std::fs::copy(
+        crate::support::examples().join("payloads/orders.csv"),
+        files.join("inbox/orders.csv"),
+    )
+    .unwrap();
+    let imported = examples.ended("file-exchange", "import-orders", 1).await;
+    assert_eq!(imported[0]["status"], "succeeded", "{imported:#?}");
+    for _ in 0..100 {
+        if files.join("processed/orders.csv").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(files.join("processed/orders.csv").exists());
+    let report = examples.run_schedule("file-exchange/nightly-report").await;
+    let day = &report["input"]["scheduled_at"].as_str().unwrap()[0..10];
+    let csv = std::fs::read_to_string(files.join(format!("outbox/imports-{day}.csv"))).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("execution,file_taken_at,finished_at"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with(imported[0]["id"].as_str().unwrap()),
+        "{csv}"
+    );
+    let ndjson =
+        std::fs::read_to_string(files.join(format!("outbox/imports-{day}.ndjson"))).unwrap();
+    assert_eq!(ndjson.lines().count(), 1, "{ndjson}");
 
     assert_eq!(examples.server.terminate(), 0);
 }

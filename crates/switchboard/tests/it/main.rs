@@ -12,6 +12,7 @@ mod control;
 mod crash;
 mod deploy;
 mod examples;
+mod files;
 mod flows;
 mod hooks;
 mod invoke;

@@ -446,13 +446,21 @@ flows:
         "the log step's line is logged, redacted:\n{log}"
     );
     assert!(!log.contains(SECRET), "the log shows the secret:\n{log}");
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        let found = bytes
-            .windows(SECRET.len())
-            .any(|window| window == SECRET.as_bytes());
-        assert!(!found, "{} holds the secret", path.display());
+    // Every file of the data folder, its subfolders (the default file root) included.
+    let mut folders = vec![data.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes
+                .windows(SECRET.len())
+                .any(|window| window == SECRET.as_bytes());
+            assert!(!found, "{} holds the secret", path.display());
+        }
     }
 }
 
