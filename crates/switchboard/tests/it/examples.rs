@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Receiver, ServeProcess, examples, reference_accepts, wait_for_execution};
+use crate::support::{
+    Receiver, ServeProcess, examples, reference_accepts, run_schedule, wait_for_execution,
+};
 
 const CALLBACK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -112,22 +114,6 @@ impl Examples {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{integration}/{flow} did not have {count} ended executions");
-    }
-
-    /// Fires a schedule (`<integration>/<flow>`) by hand and returns its execution once
-    /// it succeeded.
-    async fn run_schedule(&self, schedule: &str) -> Value {
-        let response = self
-            .client
-            .post(self.url(&format!("/api/v1/schedules/{schedule}/run")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        let accepted: Value = response.json().await.unwrap();
-        let execution = self.execution(&accepted["execution_id"]).await;
-        assert_eq!(execution["status"], "succeeded", "{execution:#}");
-        execution
     }
 
     /// The full record of an execution.
@@ -323,7 +309,7 @@ async fn the_examples_run_each_pattern_of_the_seeds() {
         .post("/api/v1/schedules/crm-poll/poll/pause", &json!({}))
         .await;
     assert_eq!(paused.status(), 200);
-    examples.run_schedule("crm-poll/poll").await;
+    run_schedule(&examples.client, &examples.server.base, "crm-poll/poll").await;
     let events: Value = examples
         .client
         .get(examples.url("/api/v1/topics/crm.contact.changed/events?limit=100"))
@@ -340,7 +326,7 @@ async fn the_examples_run_each_pattern_of_the_seeds() {
         .ended("crm-poll", "upsert-contact", published)
         .await;
     assert!(upserts.iter().all(|run| run["status"] == "succeeded"));
-    let again = examples.run_schedule("crm-poll/poll").await;
+    let again = run_schedule(&examples.client, &examples.server.base, "crm-poll/poll").await;
     let republished = again["steps"][2]["output"]["ids"].as_array().unwrap().len();
     assert!(
         republished <= 1,
@@ -365,7 +351,12 @@ async fn the_examples_run_each_pattern_of_the_seeds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(files.join("processed/orders.csv").exists());
-    let report = examples.run_schedule("file-exchange/nightly-report").await;
+    let report = run_schedule(
+        &examples.client,
+        &examples.server.base,
+        "file-exchange/nightly-report",
+    )
+    .await;
     let day = &report["input"]["scheduled_at"].as_str().unwrap()[0..10];
     let csv = std::fs::read_to_string(files.join(format!("outbox/imports-{day}.csv"))).unwrap();
     let mut lines = csv.lines();

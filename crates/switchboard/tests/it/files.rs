@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{ServeProcess, TestServer};
+use crate::support::{ServeProcess, TestServer, executions_of};
 
 const PROJECT: &str = r#"
 name: reports
@@ -177,24 +177,6 @@ async fn wait_for_file(path: &std::path::Path) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("{} never appeared", path.display());
-}
-
-/// The executions of a flow, each in full.
-async fn executions_of(client: &reqwest::Client, base: &str, flow: &str) -> Vec<Value> {
-    let page: Value = client
-        .get(format!("{base}/api/v1/executions?flow={flow}&limit=500"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut executions = Vec::new();
-    for item in page["items"].as_array().unwrap() {
-        let id = item["id"].as_str().unwrap();
-        executions.push(crate::support::wait_for_execution(client, base, id).await);
-    }
-    executions
 }
 
 #[tokio::test]

@@ -12,31 +12,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard_core::Timestamp;
 
-use crate::support::{ServeProcess, TestServer};
+use crate::support::{ServeProcess, TestServer, executions_of, run_schedule};
 
 /// Every execution of `flow`, with its trigger, in the order of its scheduled time.
 async fn runs(client: &reqwest::Client, base: &str, flow: &str) -> Vec<Value> {
-    let page: Value = client
-        .get(format!("{base}/api/v1/executions?flow={flow}&limit=500"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut runs = Vec::new();
-    for item in page["items"].as_array().unwrap() {
-        let id = item["id"].as_str().unwrap();
-        let detail: Value = client
-            .get(format!("{base}/api/v1/executions/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        runs.push(detail);
-    }
+    let mut runs = executions_of(client, base, flow).await;
     runs.sort_by_key(scheduled_at);
     runs
 }
@@ -50,6 +30,20 @@ fn millis(text: &Value) -> i64 {
     Timestamp::parse_rfc3339(text.as_str().unwrap())
         .unwrap()
         .millis()
+}
+
+/// No two of the succeeded `runs` overlapped in time.
+fn assert_one_at_a_time(runs: &[Value]) {
+    let mut spans: Vec<(i64, i64)> = runs
+        .iter()
+        .filter(|run| run["status"] == "succeeded")
+        .map(|run| (millis(&run["started_at"]), millis(&run["finished_at"])))
+        .collect();
+    spans.sort();
+    assert!(
+        spans.windows(2).all(|pair| pair[0].1 <= pair[1].0),
+        "{spans:?}"
+    );
 }
 
 /// Polls until `flow` has at least `count` runs in a state of `states`.
@@ -230,18 +224,8 @@ flows:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(skipped, "no fire was skipped");
-    // No two runs ever overlapped.
     let runs = wait_for_runs(&server.client, &server.base, "sync", 2, &["succeeded"]).await;
-    let mut spans: Vec<(i64, i64)> = runs
-        .iter()
-        .filter(|run| run["status"] == "succeeded")
-        .map(|run| (millis(&run["started_at"]), millis(&run["finished_at"])))
-        .collect();
-    spans.sort();
-    assert!(
-        spans.windows(2).all(|pair| pair[0].1 <= pair[1].0),
-        "{spans:?}"
-    );
+    assert_one_at_a_time(&runs);
     server.stop().await;
 }
 
@@ -266,15 +250,7 @@ flows:
         times.windows(2).all(|pair| pair[1] - pair[0] == 1000),
         "{times:?}"
     );
-    let spans: Vec<(i64, i64)> = runs
-        .iter()
-        .filter(|run| run["status"] == "succeeded")
-        .map(|run| (millis(&run["started_at"]), millis(&run["finished_at"])))
-        .collect();
-    assert!(
-        spans.windows(2).all(|pair| pair[0].1 <= pair[1].0),
-        "{spans:?}"
-    );
+    assert_one_at_a_time(&runs);
     server.stop().await;
 }
 
@@ -531,23 +507,6 @@ impl ContactsApi {
     }
 }
 
-/// Fires the schedule `<integration>/<flow>` by hand and returns its succeeded execution.
-async fn run_by_hand(server: &TestServer, schedule: &str) -> Value {
-    let response = server
-        .client
-        .post(server.url(&format!("/api/v1/schedules/{schedule}/run")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.unwrap();
-    let execution = server
-        .finished_execution(body["execution_id"].as_str().unwrap())
-        .await;
-    assert_eq!(execution["status"], "succeeded", "{execution:#}");
-    execution
-}
-
 /// The ids of every event on `topic`, oldest first.
 async fn event_ids(server: &TestServer, topic: &str) -> Vec<String> {
     let (status, page) = server
@@ -613,7 +572,7 @@ flows:
     let server = TestServer::start_configured(&yaml, Default::default(), |_| {}).await;
 
     // The first run pages through all five (three pages) and moves the cursor with them.
-    let first = run_by_hand(&server, "crm-poll/poll").await;
+    let first = run_schedule(&server.client, &server.base, "crm-poll/poll").await;
     let fetch = &first["steps"][1];
     assert_eq!(
         fetch["output"]["pages"].as_array().unwrap().len(),
@@ -648,7 +607,7 @@ flows:
     // The API's data changes: c2 is updated, c6 is new. The next run sees only them.
     api.set("c2", "2026-11-02T09:00:00Z");
     api.set("c6", "2026-11-02T10:00:00Z");
-    run_by_hand(&server, "crm-poll/poll").await;
+    run_schedule(&server.client, &server.base, "crm-poll/poll").await;
     let ids = event_ids(&server, "crm.contact.changed").await;
     assert_eq!(
         ids[5..],
@@ -662,13 +621,13 @@ flows:
     );
 
     // Past `max_pages` the output names the request not sent.
-    let peek = run_by_hand(&server, "crm-poll/peek").await;
+    let peek = run_schedule(&server.client, &server.base, "crm-poll/peek").await;
     let output = &peek["steps"][0]["output"];
     assert_eq!(output["pages"].as_array().unwrap().len(), 2, "{output:#}");
     assert_eq!(output["next"], json!({"query": {"page": 3}}));
 
     // Nothing changed: a run publishes nothing and keeps the cursor.
-    let idle = run_by_hand(&server, "crm-poll/poll").await;
+    let idle = run_schedule(&server.client, &server.base, "crm-poll/poll").await;
     assert_eq!(event_ids(&server, "crm.contact.changed").await.len(), 7);
     assert_eq!(
         idle["steps"][2]["output"]["state"]["value"],

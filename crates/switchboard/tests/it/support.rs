@@ -185,6 +185,36 @@ pub async fn wait_for_state(
     panic!("execution {id} never reached the state waited for");
 }
 
+/// Every execution of `flow` (up to 500), each in full, as it is now.
+pub async fn executions_of(client: &reqwest::Client, base: &str, flow: &str) -> Vec<Value> {
+    let get = |url: String| async move {
+        let response = client.get(url).send().await.unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+    let page = get(format!("{base}/api/v1/executions?flow={flow}&limit=500")).await;
+    let mut executions = Vec::new();
+    for item in page["items"].as_array().unwrap() {
+        let id = item["id"].as_str().unwrap();
+        executions.push(get(format!("{base}/api/v1/executions/{id}")).await);
+    }
+    executions
+}
+
+/// Fires the schedule `<integration>/<flow>` by hand; returns its execution once it
+/// succeeded.
+pub async fn run_schedule(client: &reqwest::Client, base: &str, schedule: &str) -> Value {
+    let response = client
+        .post(format!("{base}/api/v1/schedules/{schedule}/run"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    let execution = wait_for_execution(client, base, body["execution_id"].as_str().unwrap()).await;
+    assert_eq!(execution["status"], "succeeded", "{execution:#}");
+    execution
+}
+
 /// The execution id of a hook's `202` answer.
 pub async fn execution_id(response: reqwest::Response) -> String {
     assert_eq!(response.status(), 202);
