@@ -247,6 +247,41 @@ fn csv_error(error: &csv::Error) -> FormatError {
     FormatError::new(Format::Csv, at, message)
 }
 
+/// Reads the rows of a CSV or NDJSON file from `source` one by one, handing each to
+/// `each`; answers how many there were. A large file is never held whole.
+pub fn read_rows<R: std::io::Read>(
+    format: Format,
+    source: R,
+    csv: &CsvOptions,
+    mut each: impl FnMut(Value) -> Result<(), FormatError>,
+) -> Result<u64, FormatError> {
+    match format {
+        Format::Csv => read_csv_rows(source, csv, each),
+        Format::Ndjson => {
+            use std::io::BufRead;
+            let mut count = 0;
+            for (index, line) in std::io::BufReader::new(source).lines().enumerate() {
+                let line = line.map_err(|error| {
+                    FormatError::new(format, Some((index as u64 + 1, 1)), error.to_string())
+                })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let row = serde_json::from_str(&line)
+                    .map_err(|error| json_error(format, index as u64, &error))?;
+                each(row)?;
+                count += 1;
+            }
+            Ok(count)
+        }
+        other => Err(FormatError::new(
+            other,
+            None,
+            "rows are read from csv or ndjson",
+        )),
+    }
+}
+
 /// Every row of a CSV file, each as [`read_csv_rows`] gives it.
 fn read_csv(bytes: &[u8], options: &CsvOptions) -> Result<Value, FormatError> {
     let mut rows = Vec::new();

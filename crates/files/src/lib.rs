@@ -103,6 +103,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The whole file, refused when larger than `limit` bytes.
     async fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, FilesError>;
 
+    /// The file opened for reading as it is needed, on a blocking thread (a file of
+    /// any size, in bounded memory).
+    async fn reader(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, FilesError>;
+
     /// Writes `bytes` to `path` (its folders made as needed); answers the file's size.
     async fn write(&self, path: &str, bytes: Vec<u8>, mode: WriteMode) -> Result<u64, FilesError>;
 

@@ -121,6 +121,12 @@ impl Storage for LocalStorage {
         tokio::fs::read(&local).await.map_err(io(path))
     }
 
+    async fn reader(&self, path: &str) -> Result<Box<dyn std::io::Read + Send>, FilesError> {
+        let local = self.roots.resolve(path)?;
+        let file = tokio::fs::File::open(&local).await.map_err(io(path))?;
+        Ok(Box::new(std::io::BufReader::new(file.into_std().await)))
+    }
+
     async fn write(&self, path: &str, bytes: Vec<u8>, mode: WriteMode) -> Result<u64, FilesError> {
         let local = self.roots.resolve(path)?;
         make_parent(&local, path).await?;

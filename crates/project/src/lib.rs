@@ -19,10 +19,11 @@ pub mod spec;
 pub use load::{Problem, Problems, compile, load, project_files};
 pub use model::{
     AfterFile, Alert, AlertCondition, Backoff, BodyFormat, CallStep, CallTarget, Concurrency,
-    ConfigValue, ConfigVar, Debounce, Dedupe, DeployEvent, EventTrigger, FailStep, FilesAction,
-    FilesStep, FilesTrigger, Flow, ForEachStep, HmacAlgorithm, HmacScheme, HttpBody, HttpStep,
-    IfStep, Integration, Paginate, Project, PublishStep, RespondStep, ResponseStatus, RetryPolicy,
-    Sleep, StateAction, StateScope, StateStep, Step, StepKind, SwitchStep, SyncAnswer, Throttle,
-    Trigger, Verify, VerifyScheme, WebhookTrigger, alert_webhook_flow,
+    ConfigValue, ConfigVar, Debounce, Dedupe, DeployEvent, EventTrigger, FailStep, FileRows,
+    FilesAction, FilesStep, FilesTrigger, Flow, ForEachSource, ForEachStep, HmacAlgorithm,
+    HmacScheme, HttpBody, HttpStep, IfStep, Integration, Paginate, Project, PublishStep,
+    RespondStep, ResponseStatus, RetryPolicy, Sleep, StateAction, StateScope, StateStep, Step,
+    StepKind, SwitchStep, SyncAnswer, Throttle, Trigger, Verify, VerifyScheme, WebhookTrigger,
+    alert_webhook_flow,
 };
 pub use schedule::{CatchUp, Overlap, ScheduleTrigger, Timing};

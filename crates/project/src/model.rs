@@ -651,12 +651,34 @@ pub struct SwitchStep {
 /// The `for_each` step, compiled.
 #[derive(Debug)]
 pub struct ForEachStep {
-    /// The list.
-    pub items: Expr,
+    /// What it goes through.
+    pub source: ForEachSource,
     /// How many items run at once.
     pub concurrency: u32,
     /// The steps of each item.
     pub steps: Vec<Step>,
+}
+
+/// What a `for_each` goes through.
+#[derive(Debug)]
+pub enum ForEachSource {
+    /// The list a program gives.
+    Items(Expr),
+    /// A file's rows, in batches.
+    File(FileRows),
+}
+
+/// A file's rows, read as they are needed.
+#[derive(Debug)]
+pub struct FileRows {
+    /// The file.
+    pub path: Template,
+    /// `csv` or `ndjson`; `None`: the extension says.
+    pub format: Option<Format>,
+    /// Rows per batch.
+    pub batch: u32,
+    /// How CSV is read.
+    pub csv: CsvOptions,
 }
 
 /// The `publish` step, compiled.

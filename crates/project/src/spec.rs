@@ -468,12 +468,35 @@ pub struct SwitchSpec {
 #[serde(deny_unknown_fields)]
 pub struct ForEachSpec {
     /// A jq program giving the list; each item is `$item`, its position `$index`.
-    pub items: Spanned<String>,
+    #[serde(default)]
+    pub items: Option<Spanned<String>>,
+    /// Instead of `items`: the rows of a CSV or NDJSON file, read as they are needed in
+    /// batches, so a file of any size runs in bounded memory; each batch (a list of
+    /// rows) is `$item`.
+    #[serde(default)]
+    pub file: Option<Spanned<ForEachFileSpec>>,
     /// How many items run at once (default 1).
     #[serde(default)]
     pub concurrency: Option<Spanned<u32>>,
     /// The steps run for each item.
     pub steps: Spanned<Vec<StepSpec>>,
+}
+
+/// `for_each: { file: ... }`: a file's rows, in batches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForEachFileSpec {
+    /// The file, a `${{ }}` template under the file roots.
+    pub path: Spanned<String>,
+    /// `csv` or `ndjson` (default: the file name's extension).
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    /// Rows per batch (default 100).
+    #[serde(default)]
+    pub batch: Option<Spanned<u32>>,
+    /// How CSV is read.
+    #[serde(default)]
+    pub csv: Option<CsvSpec>,
 }
 
 /// The `parallel` step.

@@ -9,14 +9,33 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, future, stream};
 use serde_json::{Map, Value, json};
 use switchboard_core::Timestamp;
-use switchboard_project::{Flow, ForEachStep, IfStep, Sleep, Step, SwitchStep};
+use switchboard_files::{Format, FormatError, format};
+use switchboard_project::{Flow, ForEachSource, ForEachStep, IfStep, Sleep, Step, SwitchStep};
 use switchboard_store::StepStatus;
 
 use super::{ExecutionRun, Frame, RunError};
 use crate::steps::StepError;
+
+/// The items of a `for_each`, each an item or the error that ends the list.
+type Items = BoxStream<'static, Result<Value, StepError>>;
+
+/// The task reading a `for_each`'s file: it answers how many rows it read.
+type Reading = std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send>>;
+
+/// The message of a read stopped because its `for_each` stopped.
+const STOPPED: &str = "the for_each stopped";
+
+fn stopped(format: Format) -> FormatError {
+    FormatError {
+        format,
+        at: None,
+        message: String::from(STOPPED),
+    }
+}
 
 impl ExecutionRun<'_> {
     /// The decision an `if` or `switch` recorded in an earlier lease, else the one made
@@ -165,8 +184,10 @@ impl ExecutionRun<'_> {
         Ok(output)
     }
 
-    /// Runs the steps once per item, up to `concurrency` items at once; the output is
-    /// each item's last output, in item order.
+    /// Runs a `for_each`: its steps once per item of a list, or per batch of a file's
+    /// rows. A file is read on a blocking thread as the items are needed (the channel
+    /// holds as many batches as run at once), so its size does not matter; its items'
+    /// outputs are not collected either: the step's output is `{batches, rows}`.
     pub(super) async fn for_each(
         &self,
         flow: &Flow,
@@ -176,68 +197,179 @@ impl ExecutionRun<'_> {
         frame: &mut Frame,
     ) -> Result<Value, RunError> {
         let started_at = Timestamp::now();
-        let limits = &self.engine.config.expression_limits;
-        let input = json!({"items": block.items.source()});
-        let items = match block.items.eval_one(&frame.scope, limits) {
-            Ok(Value::Array(items)) => items,
-            Ok(other) => {
-                let error =
-                    StepError::Invalid(format!("`items` gave {}, not a list", json_type(&other)));
-                return Err(self.failed(step, record_id, input, &error, started_at));
-            }
-            Err(source) => {
-                let error = StepError::Expression {
-                    what: "items",
-                    source,
-                };
+        let (input, items, reading) = match self.for_each_items(block, frame).await {
+            Ok(source) => source,
+            Err((input, error)) => {
                 return Err(self.failed(step, record_id, input, &error, started_at));
             }
         };
-        let count = items.len();
+        let collect = reading.is_none();
         // Once an item stops the execution, no further item starts.
         let stopping = AtomicBool::new(false);
         let parent: &Frame = frame;
-        let results: Vec<Option<Result<Value, RunError>>> =
-            stream::iter(items.into_iter().enumerate())
-                .map(|(index, item)| {
-                    let stopping = &stopping;
-                    async move {
-                        if stopping.load(Ordering::Relaxed) {
-                            return None;
-                        }
-                        let mut scope = parent.scope.clone();
-                        scope.set_item(&item, index);
-                        let mut item_frame = Frame {
-                            prefix: format!("{record_id}[{index}]."),
-                            scope,
-                        };
-                        let result = self.steps(flow, &block.steps, &mut item_frame).await;
-                        if result.is_err() {
-                            stopping.store(true, Ordering::Relaxed);
-                        }
-                        Some(result)
+        let mut results = items
+            .enumerate()
+            .map(|(index, item)| {
+                let (stopping, input) = (&stopping, &input);
+                async move {
+                    if stopping.load(Ordering::Relaxed) {
+                        return None;
                     }
-                })
-                .buffered(block.concurrency as usize)
-                .collect()
-                .await;
-        let mut outputs = Vec::with_capacity(count);
+                    let item = match item {
+                        Ok(item) => item,
+                        Err(error) => {
+                            stopping.store(true, Ordering::Relaxed);
+                            let failed =
+                                self.failed(step, record_id, input.clone(), &error, started_at);
+                            return Some(Err(failed));
+                        }
+                    };
+                    let mut scope = parent.scope.clone();
+                    scope.set_item(&item, index);
+                    let mut item_frame = Frame {
+                        prefix: format!("{record_id}[{index}]."),
+                        scope,
+                    };
+                    let result = self.steps(flow, &block.steps, &mut item_frame).await;
+                    if result.is_err() {
+                        stopping.store(true, Ordering::Relaxed);
+                    }
+                    Some(result)
+                }
+            })
+            .buffered(block.concurrency as usize);
+        let mut outputs = Vec::new();
+        let mut count = 0;
         let mut stopped: Option<RunError> = None;
-        for result in results.into_iter().flatten() {
+        while let Some(result) = results.next().await {
             match result {
-                Ok(last) => outputs.push(last),
-                Err(error) => stopped = Some(worse(stopped, error)),
+                None => {}
+                Some(Ok(last)) => {
+                    count += 1;
+                    if collect {
+                        outputs.push(last);
+                    }
+                }
+                Some(Err(error)) => stopped = Some(worse(stopped, error)),
             }
         }
+        drop(results);
         if let Some(error) = stopped {
             return Err(error);
         }
-        let output = Value::Array(outputs);
-        let input = json!({"items": block.items.source(), "count": count});
+        let (input, output) = match reading {
+            None => {
+                let mut input = input;
+                input["count"] = json!(count);
+                (input, Value::Array(outputs))
+            }
+            Some(reading) => {
+                let rows = reading.await.unwrap_or(0);
+                (input, json!({"batches": count, "rows": rows}))
+            }
+        };
         self.succeeded(step, record_id, input, &output, started_at)
             .await?;
         frame.scope.set_step(&step.id, &output);
         Ok(output)
+    }
+
+    /// What a `for_each` goes through: its record's input, the items, and for a file,
+    /// the reading task (which answers how many rows it read).
+    async fn for_each_items(
+        &self,
+        block: &ForEachStep,
+        frame: &Frame,
+    ) -> Result<(Value, Items, Option<Reading>), (Value, StepError)> {
+        let limits = &self.engine.config.expression_limits;
+        match &block.source {
+            ForEachSource::Items(program) => {
+                let input = json!({"items": program.source()});
+                let items = match program.eval_one(&frame.scope, limits) {
+                    Ok(Value::Array(items)) => items,
+                    Ok(other) => {
+                        let error = StepError::Invalid(format!(
+                            "`items` gave {}, not a list",
+                            json_type(&other)
+                        ));
+                        return Err((input, error));
+                    }
+                    Err(source) => {
+                        let what = "items";
+                        return Err((input, StepError::Expression { what, source }));
+                    }
+                };
+                Ok((input, stream::iter(items.into_iter().map(Ok)).boxed(), None))
+            }
+            ForEachSource::File(rows) => {
+                let described = json!({"file": rows.path.source()});
+                let path = rows.path.render(&frame.scope, limits).map_err(|source| {
+                    (
+                        described.clone(),
+                        StepError::Expression {
+                            what: "path",
+                            source,
+                        },
+                    )
+                })?;
+                let format = rows.format.or_else(|| Format::of_name(&path));
+                let Some(format @ (Format::Csv | Format::Ndjson)) = format else {
+                    let error = StepError::Invalid(format!(
+                        "`{path}`: rows are read from csv or ndjson; set `format`"
+                    ));
+                    return Err((described, error));
+                };
+                let input = json!({"file": path, "format": format.as_str(), "batch": rows.batch});
+                let reader = self
+                    .engine
+                    .files
+                    .reader(&path)
+                    .await
+                    .map_err(|error| (input.clone(), StepError::Invalid(error.to_string())))?;
+                let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Value, StepError>>(
+                    block.concurrency as usize,
+                );
+                let (batch, csv) = (rows.batch as usize, rows.csv.clone());
+                let reading = tokio::task::spawn_blocking(move || {
+                    let mut rows = Vec::with_capacity(batch);
+                    let read = format::read_rows(format, reader, &csv, |row| {
+                        rows.push(row);
+                        if rows.len() == batch {
+                            let full = Value::Array(std::mem::take(&mut rows));
+                            // The for_each stopped: stop reading too.
+                            sender
+                                .blocking_send(Ok(full))
+                                .map_err(|_| stopped(format))?;
+                        }
+                        Ok(())
+                    });
+                    let outcome = match read {
+                        Ok(count) if rows.is_empty() => Ok(count),
+                        Ok(count) => sender
+                            .blocking_send(Ok(Value::Array(rows)))
+                            .map(|()| count)
+                            .map_err(|_| stopped(format)),
+                        Err(error) => Err(error),
+                    };
+                    match outcome {
+                        Ok(count) => count,
+                        Err(error) => {
+                            if error.message != STOPPED {
+                                let error = StepError::Invalid(format!("`{path}`: {error}"));
+                                let _ = sender.blocking_send(Err(error));
+                            }
+                            0
+                        }
+                    }
+                });
+                let items = stream::unfold(receiver, |mut receiver| async move {
+                    receiver.recv().await.map(|item| (item, receiver))
+                })
+                .boxed();
+                let reading: Reading = Box::pin(async move { reading.await.ok() });
+                Ok((input, items, Some(reading)))
+            }
+        }
     }
 
     /// Records the start of a `sleep` with the time it ends, so that a resumed

@@ -16,13 +16,13 @@ use super::{
     HTTP_METHODS, MAX_PAGES, StepRefs, is_name, is_step_id,
 };
 use crate::model::{
-    CallStep, CallTarget, FailStep, FilesAction, FilesStep, ForEachStep, HttpBody, HttpStep,
-    IfStep, Paginate, PublishStep, RespondStep, ResponseStatus, Sleep, StateAction, StateScope,
-    StateStep, Step, StepKind, SwitchStep,
+    CallStep, CallTarget, FailStep, FileRows, FilesAction, FilesStep, ForEachSource, ForEachStep,
+    HttpBody, HttpStep, IfStep, Paginate, PublishStep, RespondStep, ResponseStatus, Sleep,
+    StateAction, StateScope, StateStep, Step, StepKind, SwitchStep,
 };
 use crate::spec::{
-    CallSpec, CsvSpec, FailSpec, FilesSpec, ForEachSpec, HttpSpec, IfSpec, PublishSpec,
-    RespondSpec, SleepSpec, StateSpec, StatusSpec, StepSpec, SwitchSpec,
+    CallSpec, CsvSpec, FailSpec, FilesSpec, ForEachFileSpec, ForEachSpec, HttpSpec, IfSpec,
+    PublishSpec, RespondSpec, SleepSpec, StateSpec, StatusSpec, StepSpec, SwitchSpec,
 };
 
 /// Every kind of step, as written in YAML.
@@ -42,6 +42,12 @@ const STEP_KINDS: [&str; 14] = [
     "respond",
     "files",
 ];
+
+/// Rows per batch of a `for_each` over a file, when not given.
+const DEFAULT_BATCH: u32 = 100;
+
+/// The most rows per batch of a `for_each` over a file.
+const MAX_BATCH: u32 = 10_000;
 
 /// The most items of a `for_each` that may run at once.
 const MAX_CONCURRENCY: u32 = 1000;
@@ -275,7 +281,7 @@ impl FileChecker<'_> {
                 in_loop: true,
                 all: block.all,
             };
-            return self.for_each(&spec.value, refs, &inner);
+            return self.for_each(&spec.value, &spec.referenced, refs, &inner);
         }
         let spec = spec.parallel.as_ref()?;
         let inner = Block {
@@ -350,10 +356,21 @@ impl FileChecker<'_> {
     fn for_each(
         &mut self,
         spec: &ForEachSpec,
+        at: &Location,
         refs: &StepRefs<'_>,
         inner: &Block<'_>,
     ) -> Option<(StepKind, Vec<String>)> {
-        let items = self.expr(&spec.items, "items", refs);
+        let source = match (&spec.items, &spec.file) {
+            (Some(items), None) => self.expr(items, "items", refs).map(ForEachSource::Items),
+            (None, Some(file)) => self.file_rows(&file.value, refs).map(ForEachSource::File),
+            _ => {
+                self.report(
+                    at,
+                    "a `for_each` goes through `items` (a jq list) or `file` (a file's rows), one of them",
+                );
+                None
+            }
+        };
         let concurrency = match &spec.concurrency {
             Some(concurrency) if !(1..=MAX_CONCURRENCY).contains(&concurrency.value) => {
                 self.report(
@@ -373,11 +390,40 @@ impl FileChecker<'_> {
         }
         let (steps, _) = self.steps(&spec.steps.value, inner);
         let step = ForEachStep {
-            items: items?,
+            source: source?,
             concurrency,
             steps,
         };
         Some((StepKind::ForEach(Box::new(step)), Vec::new()))
+    }
+
+    fn file_rows(&mut self, spec: &ForEachFileSpec, refs: &StepRefs<'_>) -> Option<FileRows> {
+        let format = self.named(spec.format.as_ref(), "format", &Format::NAMES);
+        if let (Some(format @ (Format::Json | Format::Xml | Format::Text)), Some(written)) =
+            (format, &spec.format)
+        {
+            self.report(
+                &written.referenced,
+                format!("rows are read from csv or ndjson, not {}", format.as_str()),
+            );
+        }
+        let batch = match &spec.batch {
+            Some(batch) if !(1..=MAX_BATCH).contains(&batch.value) => {
+                self.report(
+                    &batch.referenced,
+                    format!("`batch` must be from 1 to {MAX_BATCH}"),
+                );
+                DEFAULT_BATCH
+            }
+            Some(batch) => batch.value,
+            None => DEFAULT_BATCH,
+        };
+        Some(FileRows {
+            path: self.template(&spec.path, "path", refs)?,
+            format,
+            batch,
+            csv: self.csv_options(spec.csv.as_ref()),
+        })
     }
 
     fn publish(&mut self, spec: &PublishSpec, refs: &StepRefs<'_>) -> Option<PublishStep> {

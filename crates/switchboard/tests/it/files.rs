@@ -357,3 +357,79 @@ flows:
         .collect();
     assert_eq!(done.len(), 5, "{done:?}");
 }
+
+const ROWS: &str = r#"
+name: bulk
+flows:
+  load:
+    trigger: { webhook: {} }
+    steps:
+      - id: each
+        for_each:
+          file: { path: '${{ .path }}', batch: 500 }
+          steps:
+            - id: total
+              transform: '{batch: $index, rows: ($item | length), sum: ([$item[].amount | tonumber] | add)}'
+            - id: out
+              files: { write: out/batches.ndjson, data: '$steps.total', append: true }
+  whole:
+    trigger: { webhook: {} }
+    steps:
+      - id: all
+        files: { read: '${{ .path }}' }
+"#;
+
+#[tokio::test]
+async fn a_file_larger_than_a_read_takes_is_processed_row_by_row_in_batches() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = root.path().to_owned();
+    let server = TestServer::start_configured(ROWS, Default::default(), move |config| {
+        config.file_roots = vec![folder];
+        config.max_file_bytes = 64 * 1024;
+    })
+    .await;
+    let mut csv = String::from("id,amount\n");
+    for n in 0..20_000 {
+        csv.push_str(&format!("{n},{}\n", n % 7));
+    }
+    assert!(csv.len() > 2 * 64 * 1024);
+    std::fs::write(root.path().join("big.csv"), &csv).unwrap();
+
+    // Read whole, it is refused: it is larger than a read takes.
+    let whole = server
+        .run_hook("/hooks/bulk/whole", &json!({"path": "big.csv"}))
+        .await;
+    assert_eq!(whole["status"], "failed");
+    let message = whole["error"]["message"].as_str().unwrap();
+    assert!(message.contains("more than the 65536 bytes a read takes"), "{message}");
+
+    // Streamed, every row goes through, batch by batch.
+    let execution = server
+        .run_hook("/hooks/bulk/load", &json!({"path": "big.csv"}))
+        .await;
+    assert_eq!(execution["status"], "succeeded", "{:#}", execution["error"]);
+    assert_eq!(step(&execution, "each")["output"], json!({"batches": 40, "rows": 20000}));
+    let batches = std::fs::read_to_string(root.path().join("out/batches.ndjson")).unwrap();
+    let lines: Vec<Value> = batches
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 40);
+    let rows: u64 = lines.iter().map(|line| line["rows"].as_u64().unwrap()).sum();
+    let sum: u64 = lines.iter().map(|line| line["sum"].as_u64().unwrap()).sum();
+    assert_eq!(rows, 20_000);
+    assert_eq!(sum, (0..20_000u64).map(|n| n % 7).sum::<u64>());
+
+    // A malformed row fails the step with its line and column, after the rows before it.
+    csv.insert_str(csv.find("1234,").unwrap(), "oops,1,extra\n");
+    std::fs::write(root.path().join("broken.csv"), &csv).unwrap();
+    let broken = server
+        .run_hook("/hooks/bulk/load", &json!({"path": "broken.csv"}))
+        .await;
+    assert_eq!(broken["status"], "failed");
+    assert_eq!(
+        broken["error"]["message"],
+        "`broken.csv`: csv at line 1236, column 3: the row has 3 fields where the first row has 2"
+    );
+    server.stop().await;
+}
