@@ -401,21 +401,30 @@ async fn a_file_larger_than_a_read_takes_is_processed_row_by_row_in_batches() {
         .await;
     assert_eq!(whole["status"], "failed");
     let message = whole["error"]["message"].as_str().unwrap();
-    assert!(message.contains("more than the 65536 bytes a read takes"), "{message}");
+    assert!(
+        message.contains("more than the 65536 bytes a read takes"),
+        "{message}"
+    );
 
     // Streamed, every row goes through, batch by batch.
     let execution = server
         .run_hook("/hooks/bulk/load", &json!({"path": "big.csv"}))
         .await;
     assert_eq!(execution["status"], "succeeded", "{:#}", execution["error"]);
-    assert_eq!(step(&execution, "each")["output"], json!({"batches": 40, "rows": 20000}));
+    assert_eq!(
+        step(&execution, "each")["output"],
+        json!({"batches": 40, "rows": 20000})
+    );
     let batches = std::fs::read_to_string(root.path().join("out/batches.ndjson")).unwrap();
     let lines: Vec<Value> = batches
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     assert_eq!(lines.len(), 40);
-    let rows: u64 = lines.iter().map(|line| line["rows"].as_u64().unwrap()).sum();
+    let rows: u64 = lines
+        .iter()
+        .map(|line| line["rows"].as_u64().unwrap())
+        .sum();
     let sum: u64 = lines.iter().map(|line| line["sum"].as_u64().unwrap()).sum();
     assert_eq!(rows, 20_000);
     assert_eq!(sum, (0..20_000u64).map(|n| n % 7).sum::<u64>());
