@@ -7,7 +7,9 @@
 //! the jump; a time repeated by a jump back fires once), or an interval counted from the
 //! Unix epoch (`every: 15m` fires at :00, :15, :30 and :45 of every hour, in UTC).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -44,8 +46,8 @@ pub enum Timing {
     Cron {
         /// The pattern, as written.
         pattern: String,
-        /// The pattern, parsed.
-        cron: Box<Cron>,
+        /// The pattern, parsed; shared by every schedule with the same pattern.
+        cron: Arc<Cron>,
         /// The time zone its fields are read in.
         timezone: Tz,
     },
@@ -136,25 +138,13 @@ pub enum TimingError {
 impl Timing {
     /// A cron pattern (5 or 6 fields, `L`, `W`, `#`, `@daily` …) read in `timezone`.
     pub fn cron(pattern: &str, timezone: &str) -> Result<Self, TimingError> {
-        let cron: Cron = pattern.parse().map_err(|error: croner::errors::CronError| {
-            let cause = error.to_string();
-            let cause = cause.trim_end_matches('.');
-            TimingError::Pattern {
-                pattern: pattern.to_owned(),
-                reason: match faulty_field(pattern) {
-                    Some((name, field)) => format!("its {name} field `{field}` is wrong ({cause})"),
-                    None => format!(
-                        "{cause}; write 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a nickname such as @daily"
-                    ),
-                },
-            }
-        })?;
+        let cron = parsed(pattern)?;
         let timezone: Tz = timezone
             .parse()
             .map_err(|_| TimingError::TimeZone(timezone.to_owned()))?;
         let timing = Self::Cron {
             pattern: pattern.to_owned(),
-            cron: Box::new(cron),
+            cron,
             timezone,
         };
         if timing.next_after(Timestamp(0)).is_none() {
@@ -241,6 +231,40 @@ impl Timing {
     pub fn describe(&self) -> String {
         self.to_string()
     }
+}
+
+/// `pattern` parsed, shared: a parsed pattern holds a few kilobytes (croner keeps a
+/// bitfield of every year it can reach), and many schedules share a few patterns, so each
+/// pattern is parsed once per process.
+fn parsed(pattern: &str) -> Result<Arc<Cron>, TimingError> {
+    static PARSED: OnceLock<Mutex<HashMap<String, Arc<Cron>>>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(Mutex::default);
+    if let Some(cron) = parsed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(pattern)
+    {
+        return Ok(Arc::clone(cron));
+    }
+    let cron: Cron = pattern.parse().map_err(|error: croner::errors::CronError| {
+        let cause = error.to_string();
+        let cause = cause.trim_end_matches('.');
+        TimingError::Pattern {
+            pattern: pattern.to_owned(),
+            reason: match faulty_field(pattern) {
+                Some((name, field)) => format!("its {name} field `{field}` is wrong ({cause})"),
+                None => format!(
+                    "{cause}; write 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a nickname such as @daily"
+                ),
+            },
+        }
+    })?;
+    let cron = Arc::new(cron);
+    parsed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(pattern.to_owned(), Arc::clone(&cron));
+    Ok(cron)
 }
 
 /// The first field of a 5- or 6-field pattern that fails on its own (every other
@@ -428,6 +452,17 @@ mod tests {
             seconds.next_after(at("2026-11-23T10:00:00Z")),
             Some(at("2026-11-23T10:00:10Z"))
         );
+    }
+
+    #[test]
+    fn schedules_with_the_same_pattern_share_it_parsed() {
+        let (Timing::Cron { cron: first, .. }, Timing::Cron { cron: second, .. }) = (
+            Timing::cron("7 3 * * *", "UTC").unwrap(),
+            Timing::cron("7 3 * * *", "Europe/Berlin").unwrap(),
+        ) else {
+            panic!("not cron timings")
+        };
+        assert!(Arc::ptr_eq(&first, &second));
     }
 
     #[test]

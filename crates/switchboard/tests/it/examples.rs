@@ -342,15 +342,16 @@ async fn the_examples_run_each_pattern_of_the_seeds() {
         files.join("inbox/orders.csv"),
     )
     .unwrap();
-    let imported = examples.ended("file-exchange", "import-orders", 1).await;
-    assert_eq!(imported[0]["status"], "succeeded", "{imported:#?}");
-    for _ in 0..100 {
+    // Looked at every 5s, taken once it held still for 5s, moved once imported.
+    for _ in 0..300 {
         if files.join("processed/orders.csv").exists() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(files.join("processed/orders.csv").exists());
+    let imported = examples.ended("file-exchange", "import-orders", 1).await;
+    assert_eq!(imported[0]["status"], "succeeded", "{imported:#?}");
     let report = run_schedule(
         &examples.client,
         &examples.server.base,

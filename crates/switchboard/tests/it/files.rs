@@ -244,7 +244,7 @@ async fn each_new_file_starts_one_execution_once_it_is_stable_then_moves_on() {
 
     // A file of the same name dropped again later is a new file.
     std::fs::write(inbox.join("good.csv"), "id,email\n3,alan@example.com\n").unwrap();
-    for _ in 0..100 {
+    for _ in 0..300 {
         if executions_of(&server.client, &server.base, "orders")
             .await
             .len()
@@ -256,7 +256,7 @@ async fn each_new_file_starts_one_execution_once_it_is_stable_then_moves_on() {
     }
     let executions = executions_of(&server.client, &server.base, "orders").await;
     assert_eq!(executions.len(), 4);
-    for _ in 0..100 {
+    for _ in 0..300 {
         if std::fs::read_dir(root.path().join("processed"))
             .unwrap()
             .count()
@@ -311,7 +311,7 @@ flows:
     let server = ServeProcess::start(folder.path(), data.path(), &extra);
     // Killed while the files are taken and their executions sleep.
     let client = reqwest::Client::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         let page: Value = client
             .get(format!("{}/api/v1/executions?flow=slow", server.base))
             .send()
@@ -332,7 +332,7 @@ flows:
         "nothing is lost"
     );
     let server = ServeProcess::start(folder.path(), data.path(), &extra);
-    for _ in 0..150 {
+    for _ in 0..300 {
         if std::fs::read_dir(&inbox).unwrap().count() == 0 {
             break;
         }
