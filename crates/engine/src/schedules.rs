@@ -329,6 +329,8 @@ impl Engine {
                 .schedule_fires(integration, "missed", plan.missed);
         }
         match outcome {
+            // Every one of them was fired before (its key holds): nothing new to count.
+            FireOutcome::Fired(ids) if ids.is_empty() => 0,
             FireOutcome::Fired(ids) => {
                 for (at, kind) in &plan.fires {
                     if *kind == FireKind::Scheduled {
