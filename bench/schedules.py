@@ -84,32 +84,21 @@ def quantile(count: int, buckets: list[tuple[float, int]], q: float) -> str:
     return "> 300 s"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--binary", help="a built switchboard binary (default: build release)")
-    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU to measure")
-    parser.add_argument("--port", type=int, default=18190)
-    args = parser.parse_args()
-
-    binary = args.binary
-    if binary is None:
-        subprocess.run(["cargo", "build", "--release", "-p", "switchboard"], cwd=ROOT, check=True)
-        target = os.environ.get("CARGO_TARGET_DIR", ROOT / "target")
-        binary = str(pathlib.Path(target) / "release" / "switchboard")
-
+def measure(binary: str, count: int, idle: float = 10.0, port: int = 18190) -> dict:
+    """Runs the scenario with `binary`; answers what it measured."""
     work = pathlib.Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     project, data = work / "project", work / "data"
     project.mkdir()
-    generate(project, args.count)
-    base = f"http://127.0.0.1:{args.port}"
+    generate(project, count)
+    base = f"http://127.0.0.1:{port}"
     launched = time.monotonic()
     server = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{args.port}", "--data", str(data), str(project)],
+        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data), str(project)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "RUST_LOG": "warn"},
     )
+    result = {"schedules": count}
     try:
         while True:
             try:
@@ -117,38 +106,66 @@ def main() -> int:
                 break
             except OSError:
                 if server.poll() is not None:
-                    print("serve exited", file=sys.stderr)
-                    return 1
+                    raise RuntimeError("serve exited")
                 time.sleep(0.1)
-        started = time.monotonic() - launched
-        print(f"schedules: {args.count}")
-        print(f"start (load, compile, sync): {started:.1f} s")
-        print(f"memory after start: {rss_mib(server.pid):.0f} MiB")
+        result["start_s"] = time.monotonic() - launched
+        result["rss_start_mib"] = rss_mib(server.pid)
 
         # Idle: between two fire minutes (start just after a minute's fires settle).
-        now = time.time()
-        wait = 60 - now % 60 + 5
-        if wait + args.idle > 58:
+        wait = 60 - time.time() % 60 + 5
+        if wait + idle > 58:
             time.sleep(wait)
         before = cpu_seconds(server.pid)
-        time.sleep(args.idle)
-        used = cpu_seconds(server.pid) - before
-        print(f"idle CPU over {args.idle:.0f} s: {used:.3f} s ({100 * used / args.idle:.2f} %)")
+        time.sleep(idle)
+        result["idle_cpu_percent"] = 100 * (cpu_seconds(server.pid) - before) / idle
 
         # The next minute's fires.
         count_before, _ = lateness(get(f"{base}/metrics"))
         time.sleep(60 - time.time() % 60 + 10)
-        count, buckets = lateness(get(f"{base}/metrics"))
-        fired = count - count_before
-        print(f"fired at the next minute: {fired} (expected about {args.count // 60})")
-        if count:
-            print(f"lateness p50 {quantile(count, buckets, 0.5)}, p99 {quantile(count, buckets, 0.99)}, "
-                  f"max {quantile(count, buckets, 1.0)} (all fires so far: {count})")
-        print(f"memory after the fires: {rss_mib(server.pid):.0f} MiB")
+        fires, buckets = lateness(get(f"{base}/metrics"))
+        result["fired"] = fires - count_before
+        result["expected"] = count // 60
+        result["lateness_p50"] = quantile(fires, buckets, 0.5)
+        result["lateness_p99"] = quantile(fires, buckets, 0.99)
+        result["lateness_p99_s"] = quantile_seconds(fires, buckets, 0.99)
+        result["rss_after_fires_mib"] = rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def quantile_seconds(count: int, buckets: list[tuple[float, int]], q: float) -> float:
+    for bound, seen in buckets:
+        if seen >= q * count:
+            return bound
+    return float("inf")
+
+
+def build_release() -> str:
+    """Builds the release binary; answers its path."""
+    subprocess.run(["cargo", "build", "--release", "-p", "switchboard"], cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", ROOT / "target")
+    return str(pathlib.Path(target) / "release" / "switchboard")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--binary", help="a built switchboard binary (default: build release)")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU to measure")
+    parser.add_argument("--port", type=int, default=18190)
+    args = parser.parse_args()
+    binary = args.binary or build_release()
+    result = measure(binary, args.count, args.idle, args.port)
+    print(f"schedules: {result['schedules']}")
+    print(f"start (load, compile, sync): {result['start_s']:.1f} s")
+    print(f"memory after start: {result['rss_start_mib']:.0f} MiB")
+    print(f"idle CPU over {args.idle:.0f} s: {result['idle_cpu_percent']:.2f} %")
+    print(f"fired at the next minute: {result['fired']} (expected about {result['expected']})")
+    print(f"lateness p50 {result['lateness_p50']}, p99 {result['lateness_p99']}")
+    print(f"memory after the fires: {result['rss_after_fires_mib']:.0f} MiB")
     return 0
 
 
