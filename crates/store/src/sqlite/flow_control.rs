@@ -28,9 +28,25 @@ pub(super) fn lease_candidates(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    // The runnable index, walked in (run_at, id) order, stops at the LIMIT. Left to
+    // itself the planner picks the status index, reads the whole backlog and sorts it:
+    // 33 ms a lease with 30,000 queued against 0.04 ms (bench/run, ingest).
     // Full groups are left out by the query; look past those that fill up in this batch.
     let scan = i64::try_from(limit.saturating_mul(4).max(64)).unwrap_or(i64::MAX);
-    let mut statement = connection.prepare_cached(
+    // Each pool walks its own runnable index: the deliveries' holds only theirs, so a
+    // queue full of flows costs the deliveries' lease nothing, and the other way round.
+    let (index, pool) = if deliveries {
+        (
+            "executions_runnable_deliveries",
+            format!("e.integration = '{DELIVERY_INTEGRATION}'"),
+        )
+    } else {
+        (
+            "executions_runnable",
+            format!("e.integration <> '{DELIVERY_INTEGRATION}'"),
+        )
+    };
+    let mut statement = connection.prepare_cached(&format!(
         "WITH candidates AS (
            SELECT e.id, e.run_at, e.integration, e.flow, e.concurrency_key, e.concurrency_limit,
                   (SELECT count(*) FROM executions r
@@ -41,9 +57,9 @@ pub(super) fn lease_candidates(
                     WHERE t.integration = e.integration AND t.flow = e.flow
                       AND t.throttle_key = e.throttle_key
                       AND t.started_at > ?1 - e.throttle_per_ms) AS started
-             FROM executions e
+             FROM executions e INDEXED BY {index}
             WHERE e.status IN ('queued', 'retrying', 'waiting') AND e.run_at <= ?1
-              AND (e.integration = ?3) = ?4
+              AND {pool}
               AND (e.ordering_key IS NULL OR NOT EXISTS (
                     SELECT 1 FROM executions o
                      WHERE o.integration = e.integration AND o.flow = e.flow
@@ -55,14 +71,9 @@ pub(super) fn lease_candidates(
           WHERE (concurrency_limit IS NULL OR running < concurrency_limit)
             AND (throttle_count IS NULL OR started < throttle_count)
           ORDER BY run_at, id
-          LIMIT ?2",
-    )?;
-    let mut rows = statement.query(params![
-        now.millis(),
-        scan,
-        DELIVERY_INTEGRATION,
-        deliveries
-    ])?;
+          LIMIT ?2"
+    ))?;
+    let mut rows = statement.query(params![now.millis(), scan])?;
     let mut chosen = Vec::new();
     // Per group: (integration, flow, key).
     let mut running_in_batch: HashMap<(String, String, String), i64> = HashMap::new();

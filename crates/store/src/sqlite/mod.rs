@@ -50,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("schema_12.sql")),
     (13, include_str!("schema_13.sql")),
     (14, include_str!("schema_14.sql")),
+    (15, include_str!("schema_15.sql")),
 ];
 
 /// The database file inside the data folder.
