@@ -43,11 +43,15 @@ pub(crate) async fn run(step: &StateStep, context: &StepContext<'_>) -> StepOutc
             };
             StepOutcome::new(input, result)
         }
-        StateAction::Set(_) | StateAction::Delete => match change(step, context) {
-            Ok(change) => {
-                let output = change.value.clone().unwrap_or(Value::Null);
+        StateAction::Set(_) | StateAction::Delete => match new_value(step, context) {
+            Ok(value) => {
+                let output = value.clone().unwrap_or(Value::Null);
                 let mut outcome = StepOutcome::new(input, Ok(output));
-                outcome.state.push(change);
+                outcome.state.push(StateChange {
+                    namespace,
+                    key,
+                    value,
+                });
                 outcome
             }
             Err(error) => StepOutcome::new(input, Err(error)),
@@ -61,22 +65,30 @@ pub(crate) fn change(
     step: &StateStep,
     context: &StepContext<'_>,
 ) -> Result<StateChange, StepError> {
-    let expression = |what| move |source| StepError::Expression { what, source };
     let key = step
         .key
         .render(context.scope, context.limits)
-        .map_err(expression("key"))?;
-    let value = match &step.action {
-        StateAction::Set(value) => Some(
-            value
-                .eval_one(context.scope, context.limits)
-                .map_err(expression("value"))?,
-        ),
-        StateAction::Get(_) | StateAction::Delete => None,
-    };
+        .map_err(|source| StepError::Expression {
+            what: "key",
+            source,
+        })?;
     Ok(StateChange {
         namespace: namespace(step.scope, context.integration, context.flow),
         key,
-        value,
+        value: new_value(step, context)?,
     })
+}
+
+/// What a `set` writes; `None` for a `delete` (and a `get`, which writes nothing).
+fn new_value(step: &StateStep, context: &StepContext<'_>) -> Result<Option<Value>, StepError> {
+    match &step.action {
+        StateAction::Set(value) => value
+            .eval_one(context.scope, context.limits)
+            .map(Some)
+            .map_err(|source| StepError::Expression {
+                what: "value",
+                source,
+            }),
+        StateAction::Get(_) | StateAction::Delete => Ok(None),
+    }
 }

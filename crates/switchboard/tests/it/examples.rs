@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Receiver, ServeProcess, examples, reference_accepts, run_schedule, wait_for_execution,
+    wait_for_file,
 };
 
 const CALLBACK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -343,13 +344,7 @@ async fn the_examples_run_each_pattern_of_the_seeds() {
     )
     .unwrap();
     // Looked at every 5s, taken once it held still for 5s, moved once imported.
-    for _ in 0..300 {
-        if files.join("processed/orders.csv").exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(files.join("processed/orders.csv").exists());
+    wait_for_file(&files.join("processed/orders.csv"), Duration::from_secs(30)).await;
     let imported = examples.ended("file-exchange", "import-orders", 1).await;
     assert_eq!(imported[0]["status"], "succeeded", "{imported:#?}");
     let report = run_schedule(

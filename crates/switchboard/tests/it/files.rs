@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{ServeProcess, TestServer, executions_of};
+use std::time::Duration;
+
+use crate::support::{ServeProcess, TestServer, executions_of, wait_for_file};
 
 const PROJECT: &str = r#"
 name: reports
@@ -168,17 +170,6 @@ flows:
         transform: '{file: .name, rows: ($steps.rows | length)}'
 "#;
 
-/// Polls until `path` exists (20 s at most).
-async fn wait_for_file(path: &std::path::Path) {
-    for _ in 0..200 {
-        if path.exists() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{} never appeared", path.display());
-}
-
 #[tokio::test]
 async fn each_new_file_starts_one_execution_once_it_is_stable_then_moves_on() {
     let root = tempfile::tempdir().unwrap();
@@ -208,9 +199,17 @@ async fn each_new_file_starts_one_execution_once_it_is_stable_then_moves_on() {
             .unwrap();
         writeln!(file, "{n},user{n}@example.com").unwrap();
     }
-    wait_for_file(&root.path().join("processed/good.csv")).await;
-    wait_for_file(&root.path().join("failed/bad.csv")).await;
-    wait_for_file(&root.path().join("processed/growing.csv")).await;
+    wait_for_file(
+        &root.path().join("processed/good.csv"),
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_for_file(&root.path().join("failed/bad.csv"), Duration::from_secs(20)).await;
+    wait_for_file(
+        &root.path().join("processed/growing.csv"),
+        Duration::from_secs(20),
+    )
+    .await;
     assert!(
         inbox.join("notes.txt").exists(),
         "a name the pattern leaves out stays"

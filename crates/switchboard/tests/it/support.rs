@@ -215,6 +215,19 @@ pub async fn run_schedule(client: &reqwest::Client, base: &str, schedule: &str) 
     execution
 }
 
+/// Polls until `path` exists, for at most `patience`.
+pub async fn wait_for_file(path: &Path, patience: Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The execution id of a hook's `202` answer.
 pub async fn execution_id(response: reqwest::Response) -> String {
     assert_eq!(response.status(), 202);
