@@ -1,4 +1,12 @@
-//! One execution: its steps in order, each checkpointed as it finishes.
+//! One execution: its steps in order, checkpointed as they finish.
+//!
+//! A step with an effect outside the execution (`http`, `publish`, `state`, `files`,
+//! `call`, `sleep`) is committed before the next starts. A step that only computes
+//! (`transform`, `log`, `respond`, a `when` that skips, an `if` or `switch` decision, the
+//! end of a `parallel` or `for_each`) is committed with the next checkpoint, at the
+//! latest once [`MAX_UNCOMMITTED`] records wait: after a crash it runs again, and since
+//! nothing outside saw it, no one can tell. A `respond` answers its caller once
+//! committed, so its record is committed before a step with an effect starts.
 
 mod blocks;
 mod call;
@@ -23,6 +31,19 @@ use tracing::Instrument;
 
 use crate::Engine;
 use crate::steps::{self, StepContext, StepError, StepOutcome};
+
+/// The most step and log records that wait for the next checkpoint: a long run of steps
+/// that only compute is committed in parts this big.
+const MAX_UNCOMMITTED: usize = 64;
+
+/// Whether a step only computes: running it again after a crash changes nothing outside
+/// the execution, so its record need not be committed before the next step starts.
+fn only_computes(kind: &StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::Transform(_) | StepKind::Log(_) | StepKind::Respond(_)
+    )
+}
 
 /// Runs a leased execution to its end, or until its lease is lost or `stop` (an
 /// operator's cancel) fires.
@@ -347,7 +368,7 @@ impl<'a> ExecutionRun<'a> {
                         started_at,
                         1,
                     );
-                    self.checkpoint(None).await?;
+                    self.computed().await?;
                     return Ok(None);
                 }
                 Ok(_) => {}
@@ -457,6 +478,11 @@ impl<'a> ExecutionRun<'a> {
             files: self.engine.files.as_ref(),
             max_file_bytes: self.engine.config.max_file_bytes,
         };
+        let only_computes = only_computes(&step.kind);
+        if !only_computes && self.lock().response.is_some() {
+            // The caller has waited long enough: answer before the effect.
+            self.checkpoint(None).await?;
+        }
         let kind = step.kind.name();
         let attempt = self
             .leased
@@ -579,8 +605,12 @@ impl<'a> ExecutionRun<'a> {
             return Err(RunError::Failed(error));
         }
         let output = outcome.result.unwrap_or(Value::Null);
-        // Each finished step is committed before the next starts.
-        self.checkpoint(None).await?;
+        if only_computes {
+            self.computed().await?;
+        } else {
+            // An effect is committed before the next step starts.
+            self.checkpoint(None).await?;
+        }
         Ok(output)
     }
 
@@ -609,8 +639,9 @@ impl<'a> ExecutionRun<'a> {
         RunError::Failed(record)
     }
 
-    /// Records a step the executor ran itself (a block, a `call`) as succeeded with
-    /// `output`, and commits it.
+    /// Records a step the executor ran itself (a block's decision or end, a `call`) as
+    /// succeeded with `output`; commits it at once for a `call` (its child starts with
+    /// the commit), else with the next checkpoint.
     async fn succeeded(
         &self,
         step: &Step,
@@ -629,7 +660,25 @@ impl<'a> ExecutionRun<'a> {
             started_at,
             1,
         );
-        self.checkpoint(None).await
+        if matches!(step.kind, StepKind::Call(_)) {
+            self.checkpoint(None).await
+        } else {
+            self.computed().await
+        }
+    }
+
+    /// After a step that only computed: commits what waits once it is
+    /// [`MAX_UNCOMMITTED`] records, else leaves it for the next checkpoint.
+    async fn computed(&self) -> Result<(), RunError> {
+        let waiting = {
+            let pending = self.lock();
+            pending.steps.len() + pending.logs.len()
+        };
+        if waiting >= MAX_UNCOMMITTED {
+            self.checkpoint(None).await
+        } else {
+            Ok(())
+        }
     }
 
     /// Adds a step record to what the next checkpoint writes.

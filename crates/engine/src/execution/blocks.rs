@@ -39,7 +39,8 @@ fn stopped(format: Format) -> FormatError {
 
 impl ExecutionRun<'_> {
     /// The decision an `if` or `switch` recorded in an earlier lease, else the one made
-    /// now (recorded and checkpointed before its steps run).
+    /// now (recorded before its steps run, and committed with the first of them that
+    /// has an effect).
     async fn decide(
         &self,
         step: &Step,

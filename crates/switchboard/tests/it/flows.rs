@@ -155,6 +155,45 @@ flows:
       - { id: only, transform: '"done"' }
 "#;
 
+/// The store's count of committed writes, from /metrics.
+async fn committed_writes(server: &TestServer) -> f64 {
+    let metrics = server.get_text("/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("switchboard_store_commit_batch_writes_sum "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn steps_that_only_compute_are_committed_together() {
+    let steps: String = (0..100)
+        .map(|n| format!("      - {{ id: s{n}, transform: '.n + 1' }}\n"))
+        .collect();
+    let yaml = format!(
+        "name: shop\nflows:\n  count:\n    trigger: {{ webhook: {{}} }}\n    steps:\n      - {{ id: start, transform: '0' }}\n{steps}"
+    );
+    let server = TestServer::start(&yaml).await;
+    let before = committed_writes(&server).await;
+    let execution = server
+        .run_hook("/hooks/shop/count", &json!({"n": 41}))
+        .await;
+    assert_eq!(execution["status"], "succeeded", "{execution}");
+    assert_eq!(execution["output"], 42, "{execution}");
+    assert_eq!(
+        execution["steps"].as_array().unwrap().len(),
+        101,
+        "{execution}"
+    );
+    let writes = committed_writes(&server).await - before;
+    // Queue, lease, one commit of the first 64 records and the end: not one per step.
+    assert!(
+        writes <= 10.0,
+        "{writes} writes for one execution of 101 transforms"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_sleeping_execution_holds_no_worker() {
     let server = TestServer::start_configured(SLEEPY, Secrets::default(), |config| {
