@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde_json::Value;
 use switchboard_core::ids::{LeaseToken, NodeId};
@@ -51,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("schema_13.sql")),
     (14, include_str!("schema_14.sql")),
     (15, include_str!("schema_15.sql")),
+    (16, include_str!("schema_16.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -96,6 +98,7 @@ impl SqliteStore {
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;",
         )?;
+        settle_plans(&connection)?;
         migrate(&connection)?;
         Ok(Self {
             writer: Writer::start(connection, metrics)?,
@@ -176,11 +179,30 @@ impl Readers {
                 let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 let connection = Connection::open_with_flags(&self.path, flags)?;
                 connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
+                settle_plans(&connection)?;
                 Ok(connection)
             }
         }
     }
 }
+
+/// Makes each statement's plan independent of the values bound to it, and keeps every
+/// statement the store uses prepared.
+///
+/// Without the query planner stability guarantee, SQLite marks a parameter that a
+/// partial index's condition or a range estimate looked at, and parses and plans the
+/// statement again each time that parameter is bound: the lease query (`run_at <= ?1`,
+/// a new `now` each time) and the checkpoint's updates were planned afresh on every
+/// call, a quarter of the writer's time (bench/README.md). The queries that need a
+/// particular index name it with `INDEXED BY`.
+fn settle_plans(connection: &Connection) -> Result<(), StoreError> {
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// How many prepared statements a connection keeps: more than the store has.
+const STATEMENT_CACHE: usize = 256;
 
 fn json_text(value: &Value) -> String {
     value.to_string()
@@ -358,17 +380,15 @@ fn dedupe_holder(
 fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at,
+            "INSERT INTO executions (id, integration, flow, status, created_at, run_at,
                 replay_of, concurrency_key, concurrency_limit, ordering_key, debounce_key,
                 throttle_key, throttle_count, throttle_per_ms, parent_id, wakes_parent, scheduled_at)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             new.id.as_str(),
             new.integration,
             new.flow,
-            json_text(&new.trigger),
-            json_text(&new.input),
             new.created_at.millis(),
             new.not_before.unwrap_or(new.created_at).millis(),
             new.replay_of.as_ref().map(ExecutionId::as_str),
@@ -384,6 +404,15 @@ fn insert_execution(connection: &Connection, new: &NewExecution) -> Result<(), S
             new.parent.as_ref().map(|parent| parent.id.as_str()),
             new.parent.as_ref().is_some_and(|parent| parent.waits),
             new.scheduled_at.map(Timestamp::millis),
+        ])?;
+    connection
+        .prepare_cached(
+            "INSERT INTO execution_payloads (execution_id, trigger, input) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![
+            new.id.as_str(),
+            json_text(&new.trigger),
+            json_text(&new.input)
         ])?;
     if let Some(key) = &new.debounce_key {
         flow_control::supersede(connection, new, key)?;
@@ -413,7 +442,7 @@ fn lease_batch(
             SET status = 'running', attempt = attempt + 1, lease_token = ?1, lease_owner = ?2,
                 lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
           WHERE id = ?5
-      RETURNING id, integration, flow, trigger, input, attempt, created_at",
+      RETURNING id, integration, flow, attempt, created_at",
     )?;
     let mut leased = Vec::new();
     for id in &chosen {
@@ -431,10 +460,10 @@ fn lease_batch(
             lease: lease.clone(),
             integration: row.get(1)?,
             flow: row.get(2)?,
-            trigger: parse_json(&row.get::<_, String>(3)?)?,
-            input: parse_json(&row.get::<_, String>(4)?)?,
-            attempt: as_u32(row.get(5)?),
-            created_at: Timestamp(row.get(6)?),
+            trigger: Value::Null,
+            input: Value::Null,
+            attempt: as_u32(row.get(3)?),
+            created_at: Timestamp(row.get(4)?),
             failed_attempts: BTreeMap::new(),
             finished_steps: Vec::new(),
             next_step_seq: 0,
@@ -444,12 +473,25 @@ fn lease_batch(
     leased.sort_by(|a, b| a.id.cmp(&b.id));
     for execution in &mut leased {
         let id = execution.id.as_str();
+        (execution.trigger, execution.input) = payload(connection, id)?;
+        if execution.attempt == 1 {
+            // Its first lease: nothing of it is recorded yet.
+            continue;
+        }
         execution.finished_steps = steps_of(connection, id, true)?;
         execution.failed_attempts = failed_attempts(connection, id)?;
         execution.next_step_seq = next_seq(connection, "steps", id)?;
         execution.next_log_seq = next_seq(connection, "execution_logs", id)?;
     }
     Ok(leased)
+}
+
+/// An execution's trigger and input.
+fn payload(connection: &Connection, id: &str) -> Result<(Value, Value), StoreError> {
+    let (trigger, input): (String, String) = connection
+        .prepare_cached("SELECT trigger, input FROM execution_payloads WHERE execution_id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok((parse_json(&trigger)?, parse_json(&input)?))
 }
 
 fn write_checkpoint(
@@ -581,7 +623,7 @@ impl Store for SqliteStore {
                 }
                 insert_execution(connection, &new)?;
                 Ok(Enqueued {
-                    id: new.id,
+                    id: new.id.clone(),
                     duplicate: false,
                 })
             })
@@ -612,9 +654,9 @@ impl Store for SqliteStore {
                     "UPDATE executions SET lease_expires_at = ?3 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
                 )?;
                 let mut lost = Vec::new();
-                for (id, lease) in leases {
+                for (id, lease) in &leases {
                     if statement.execute(params![id.as_str(), lease.as_str(), expires_at.millis()])? == 0 {
-                        lost.push(id);
+                        lost.push(id.clone());
                     }
                 }
                 Ok(lost)
@@ -635,7 +677,7 @@ impl Store for SqliteStore {
                     "UPDATE executions SET status = 'queued', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
                       WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
                 )?;
-                for (id, lease) in leases {
+                for (id, lease) in &leases {
                     statement.execute(params![id.as_str(), lease.as_str()])?;
                 }
                 Ok(())
@@ -676,16 +718,15 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.readers
             .read(move |connection| {
-                let sql = format!("SELECT {SUMMARY_COLUMNS}, trigger, input, output, response FROM executions WHERE id = ?1");
+                let sql = format!("SELECT {SUMMARY_COLUMNS}, output, response FROM executions WHERE id = ?1");
                 let mut statement = connection.prepare_cached(&sql)?;
                 let mut rows = statement.query([id.as_str()])?;
                 let Some(row) = rows.next()? else { return Ok(None) };
                 let summary = summary_from_row(row)?;
-                let trigger = parse_json(&row.get::<_, String>(12)?)?;
-                let input = parse_json(&row.get::<_, String>(13)?)?;
-                let output = row.get::<_, Option<String>>(14)?.as_deref().map(parse_json).transpose()?;
-                let response = row.get::<_, Option<String>>(15)?.as_deref().map(parse_json).transpose()?;
+                let output = row.get::<_, Option<String>>(12)?.as_deref().map(parse_json).transpose()?;
+                let response = row.get::<_, Option<String>>(13)?.as_deref().map(parse_json).transpose()?;
                 drop(rows);
+                let (trigger, input) = payload(connection, id.as_str())?;
                 let steps = steps_of(connection, id.as_str(), false)?;
                 let mut statement = connection
                     .prepare_cached("SELECT seq, at, level, step_id, message FROM execution_logs WHERE execution_id = ?1 ORDER BY seq")?;
@@ -792,7 +833,9 @@ impl Store for SqliteStore {
             .read(move |connection| {
                 let next: Option<i64> = connection
                     .prepare_cached(
-                        "SELECT min(run_at) FROM executions
+                        // Without the index named, the planner walks the status index
+                        // through the whole backlog (the lease query's story).
+                        "SELECT min(run_at) FROM executions INDEXED BY executions_runnable
                           WHERE status IN ('queued', 'retrying', 'waiting') AND run_at > ?1",
                     )?
                     .query_row([now.millis()], |row| row.get(0))?;

@@ -324,7 +324,7 @@ impl OutboundStore for SqliteStore {
                     .execute(params_from_iter(
                         endpoint_row(&endpoint.id, settings)?
                             .into_iter()
-                            .chain([secret.into(), endpoint.created_at.millis().into()]),
+                            .chain([secret.clone().into(), endpoint.created_at.millis().into()]),
                     ))?;
                 Ok(())
             })
@@ -489,7 +489,7 @@ impl OutboundStore for SqliteStore {
                     .map(|delivery| insert_delivery(connection, &new.id, delivery))
                     .collect::<Result<_, _>>()?;
                 Ok(MessageCreated {
-                    message: new,
+                    message: new.clone(),
                     deliveries,
                     duplicate: false,
                 })

@@ -1088,3 +1088,41 @@ async fn syncing_schedules_keeps_unchanged_ones_and_their_pause() {
     assert_eq!(second.items[0].flow, "b");
     assert_eq!(second.next_cursor, None);
 }
+
+#[tokio::test]
+async fn version_16_moves_each_execution_payload_out_of_its_row() {
+    let folder = tempfile::tempdir().unwrap();
+    {
+        let connection = Connection::open(folder.path().join(DATABASE_FILE)).unwrap();
+        connection
+            .execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .unwrap();
+        for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version < 16) {
+            connection.execute_batch(sql).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                    [version],
+                )
+                .unwrap();
+        }
+        connection
+            .execute(
+                "INSERT INTO executions (id, integration, flow, status, trigger, input, created_at, run_at)
+                 VALUES ('exe_01JZ0000000000000000000000', 'shop', 'a', 'queued', '{\"kind\":\"webhook\"}', '{\"n\":7}', 1, 1)",
+                [],
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(folder.path(), Arc::default()).unwrap();
+    let id = parse_id("exe_01JZ0000000000000000000000").unwrap();
+    let detail = store.execution(&id).await.unwrap().unwrap();
+    assert_eq!(detail.trigger, json!({"kind": "webhook"}));
+    assert_eq!(detail.input, json!({"n": 7}));
+    let leased = lease_now(&store, &NodeId::generate(), 1).await;
+    assert_eq!(
+        leased[0].input,
+        json!({"n": 7}),
+        "a lease reads the moved payload"
+    );
+}
