@@ -57,10 +57,18 @@ impl Scope {
     pub fn set_step(&mut self, id: &str, output: &Value) {
         let value = to_val(output);
         match self.steps.iter_mut().find(|(name, _)| name == id) {
-            Some(entry) => entry.1 = value,
-            None => self.steps.push((id.to_owned(), value)),
+            Some(entry) => entry.1 = value.clone(),
+            None => self.steps.push((id.to_owned(), value.clone())),
         }
-        self.steps_object = object(self.steps.clone());
+        // Into the object in place (copied only when a clone of this scope shares it):
+        // building it again at each step made a flow of n steps cost n² (bench/README.md,
+        // step overhead).
+        match &mut self.steps_object {
+            Val::Obj(map) => {
+                jaq_json::Rc::make_mut(map).insert(Val::from(id.to_owned()), value);
+            }
+            _ => self.steps_object = object(self.steps.clone()),
+        }
     }
 
     /// The same scope with another `.`.
