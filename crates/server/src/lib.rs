@@ -28,10 +28,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use switchboard_core::Secrets;
+use switchboard_core::{Secret, Secrets};
 use switchboard_engine::{Engine, EngineConfig, EngineError};
 use switchboard_project::Project;
-use switchboard_store::{SqliteStore, StoreError};
+use switchboard_store::{PostgresStore, SqliteStore, Store, StoreError};
 use switchboard_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +41,12 @@ use utoipa_axum::router::OpenApiRouter;
 /// Everything [`run`] needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The data folder (SQLite store).
+    /// The data folder: the SQLite store (unless `store` names another), and the
+    /// default root of `files` steps and triggers.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database to keep everything in instead of the data folder's SQLite
+    /// (`postgres://…`), shared with every other node that names it.
+    pub store: Option<Secret>,
     /// The loaded project.
     pub project: Arc<Project>,
     /// The secrets flows may read.
@@ -86,7 +90,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(SqliteStore::open(&config.data_dir, Arc::clone(&metrics))?);
+    let store = open_store(&config, &metrics).await?;
     let mut config = config;
     if config.engine.file_roots.is_empty() {
         config.engine.file_roots.push(config.data_dir.join("files"));
@@ -140,6 +144,25 @@ pub async fn run(
         tracing::error!("The engine stopped abnormally.");
     }
     served.map_err(ServerError::from)
+}
+
+/// The store `config` names: PostgreSQL when it names one, else SQLite in the data folder.
+async fn open_store(
+    config: &ServerConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let Some(url) = &config.store else {
+        return Ok(Arc::new(SqliteStore::open(
+            &config.data_dir,
+            Arc::clone(metrics),
+        )?));
+    };
+    let (url, metrics) = (url.clone(), Arc::clone(metrics));
+    // Connecting and migrating block: off the async workers.
+    let store = tokio::task::spawn_blocking(move || PostgresStore::connect(url.expose(), metrics))
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    Ok(Arc::new(store))
 }
 
 /// Every route of the server, and the OpenAPI document that describes them.

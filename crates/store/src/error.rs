@@ -10,6 +10,12 @@ pub enum StoreError {
     /// The database refused or failed an operation.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed an operation.
+    #[error("database error: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// The database could not be reached.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
     /// The data folder could not be used.
     #[error("cannot use the data folder {path}: {source}")]
     DataFolder {

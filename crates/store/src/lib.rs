@@ -1,30 +1,29 @@
 //! The durable store: where every accepted input, execution and step result lives.
 //!
-//! [`Store`] is the one interface the engine and the server use. The embedded
-//! implementation, [`SqliteStore`], keeps a data folder with a WAL-mode SQLite database:
+//! [`Store`] is the one interface the engine and the server use. Its queries are
+//! written once (`sql`) over two backends:
 //!
-//! - **One writer thread** owns the write connection. Writes are sent to it as jobs; it
-//!   takes every job waiting, runs them in one transaction (each inside a savepoint, so
-//!   one failing job does not undo the others) and commits once: group commit, one
-//!   `fsync` for many webhooks. A job's caller hears back only after the commit, so
-//!   "acknowledged" always means "durable".
-//! - **Readers** run on a small pool of read connections on the blocking thread pool;
-//!   WAL lets them read while the writer writes.
-//! - **Leases**: an execution is taken by a worker with a lease token and expiry; every
-//!   checkpoint must present the token, so a worker whose lease expired and was taken
-//!   over cannot write over the new holder's work.
+//! - [`SqliteStore`], the embedded default: a data folder with a WAL-mode SQLite
+//!   database, one writer thread committing every waiting write together (group commit),
+//!   and a pool of read connections. One process opens a folder.
+//! - [`PostgresStore`]: one PostgreSQL database shared by several Switchboard nodes.
+//!   Each write is a transaction of its own on a pooled connection (PostgreSQL groups
+//!   the commits of concurrent transactions itself), retried when it loses a
+//!   serialization race.
 //!
-//! The schema and queries are kept portable (integer millisecond times, JSON as text,
-//! leasing as one `UPDATE … WHERE id IN (SELECT … LIMIT n)`, which PostgreSQL runs with
-//! `FOR UPDATE SKIP LOCKED`) so a PostgreSQL implementation of the same trait can follow.
+//! **Leases**: an execution is taken by a worker with a lease token and expiry; every
+//! checkpoint must present the token, so a worker whose lease expired and was taken
+//! over cannot write over the new holder's work.
 
 pub mod bus;
 pub mod claims;
 pub mod deploy;
 mod error;
 pub mod outbound;
+mod postgres;
 mod records;
 pub mod schedule;
+mod sql;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -36,6 +35,7 @@ pub use claims::ClaimStore;
 pub use deploy::DeployStore;
 pub use error::StoreError;
 pub use outbound::OutboundStore;
+pub use postgres::PostgresStore;
 pub use records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, ConcurrencyGroup, Control, DedupeKey, End,
     Enqueued, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use switchboard_core::{ByteSize, HumanDuration, Secrets};
+use switchboard_core::{ByteSize, HumanDuration, Secret, Secrets};
 use switchboard_engine::outbound::OutboundConfig;
 use switchboard_engine::{Engine, EngineConfig};
 use switchboard_expr::Limits;
@@ -104,9 +104,13 @@ struct ServeArgs {
     /// The address to listen on (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The data folder (SQLite database, WAL).
+    /// The data folder (SQLite database, WAL; and the default root of files).
     #[arg(long, env = "SWITCHBOARD_DATA", default_value = "./switchboard-data")]
     data: PathBuf,
+    /// Keep everything in this PostgreSQL database instead of the data folder, shared
+    /// with every node that names it (postgres://user:password@host:port/database).
+    #[arg(long, env = "SWITCHBOARD_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// How many executions run at once.
     #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 16)]
     workers: usize,
@@ -320,6 +324,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot read the listening address")?;
     let config = ServerConfig {
         data_dir: args.data.clone(),
+        store: args.store.clone().map(Secret::new),
         project: Arc::new(project),
         secrets: Secrets::from_env(),
         engine: EngineConfig {

@@ -8,6 +8,7 @@ use switchboard_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
+use crate::sql::Db;
 
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -33,7 +34,7 @@ struct TypedJob<T, F> {
 impl<T, F> Job for TypedJob<T, F>
 where
     T: Send,
-    F: Fn(&Connection) -> Result<T, StoreError> + Send,
+    F: Fn(&dyn Db) -> Result<T, StoreError> + Send,
 {
     fn run(&mut self, connection: &Connection) -> bool {
         let result = (self.work)(connection);
@@ -77,7 +78,7 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&dyn Db) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = TypedJob {
@@ -178,11 +179,10 @@ fn run_in_savepoints(connection: &Connection, batch: &mut [Box<dyn Job>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::args;
 
-    fn rows(connection: &Connection) -> Result<Vec<i64>, StoreError> {
-        let mut statement = connection.prepare("SELECT n FROM t ORDER BY n")?;
-        let rows = statement.query_map([], |row| row.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    fn rows(db: &dyn Db) -> Result<Vec<i64>, StoreError> {
+        db.rows("SELECT n FROM t ORDER BY n", args![], |row| row.int(0))
     }
 
     #[tokio::test]
@@ -200,8 +200,8 @@ mod tests {
             Ok(())
         });
         let insert = |n: i64, fail: bool| {
-            writer.write(move |connection| {
-                connection.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+            writer.write(move |db| {
+                db.execute("INSERT INTO t (n) VALUES (?1)", args![n])?;
                 if fail {
                     return Err(StoreError::Corrupt(format!("job {n} fails")));
                 }

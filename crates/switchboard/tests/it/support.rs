@@ -50,6 +50,7 @@ impl TestServer {
         let data = tempfile::tempdir().unwrap();
         let mut config = ServerConfig {
             data_dir: data.path().to_owned(),
+            store: None,
             project: Arc::new(project),
             secrets,
             engine: EngineConfig {

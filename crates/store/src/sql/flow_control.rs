@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
 use switchboard_core::Timestamp;
 
+use super::{Db, Row, args};
 use crate::StoreError;
 use crate::outbound::DELIVERY_INTEGRATION;
 use crate::records::NewExecution;
@@ -20,7 +20,7 @@ use crate::records::NewExecution;
 /// and only its key. An execution in a concurrency group waits while the group runs as
 /// many as its limit, counting those chosen in this batch.
 pub(super) fn lease_candidates(
-    connection: &Connection,
+    db: &dyn Db,
     limit: usize,
     deliveries: bool,
     now: Timestamp,
@@ -29,7 +29,7 @@ pub(super) fn lease_candidates(
         return Ok(Vec::new());
     }
     // The runnable index, walked in (run_at, id) order, stops at the LIMIT. Left to
-    // itself the planner picks the status index, reads the whole backlog and sorts it:
+    // itself SQLite's planner picks the status index, reads the whole backlog and sorts it:
     // 33 ms a lease with 30,000 queued against 0.04 ms (bench/run, ingest).
     // Full groups are left out by the query; look past those that fill up in this batch.
     let scan = i64::try_from(limit.saturating_mul(4).max(64)).unwrap_or(i64::MAX);
@@ -46,7 +46,7 @@ pub(super) fn lease_candidates(
             format!("e.integration <> '{DELIVERY_INTEGRATION}'"),
         )
     };
-    let mut statement = connection.prepare_cached(&format!(
+    let sql = format!(
         "WITH candidates AS (
            SELECT e.id, e.run_at, e.integration, e.flow, e.concurrency_key, e.concurrency_limit,
                   (SELECT count(*) FROM executions r
@@ -72,75 +72,92 @@ pub(super) fn lease_candidates(
             AND (throttle_count IS NULL OR started < throttle_count)
           ORDER BY run_at, id
           LIMIT ?2"
-    ))?;
-    let mut rows = statement.query(params![now.millis(), scan])?;
+    );
+    let candidates = db.rows(&sql, args![now.millis(), scan], Candidate::from_row)?;
     let mut chosen = Vec::new();
     // Per group: (integration, flow, key).
-    let mut running_in_batch: HashMap<(String, String, String), i64> = HashMap::new();
-    let mut started_in_batch: HashMap<(String, String, String), i64> = HashMap::new();
-    while let Some(row) = rows.next()? {
+    let mut running_in_batch: HashMap<Group, i64> = HashMap::new();
+    let mut started_in_batch: HashMap<Group, i64> = HashMap::new();
+    for candidate in candidates {
         if chosen.len() >= limit {
             break;
         }
-        let id: String = row.get(0)?;
-        let group = |key: Option<String>| -> rusqlite::Result<(String, String, String)> {
-            Ok((row.get(1)?, row.get(2)?, key.unwrap_or_default()))
-        };
-        let concurrency = match row.get::<_, Option<i64>>(4)? {
-            Some(most) => Some((group(row.get(3)?)?, most, row.get::<_, i64>(5)?)),
-            None => None,
-        };
-        let throttle = match row.get::<_, Option<i64>>(7)? {
-            Some(most) => Some((group(row.get(6)?)?, most, row.get::<_, i64>(8)?)),
-            None => None,
-        };
-        let full = |taken: &HashMap<_, i64>, (group, most, already): &(_, i64, i64)| {
+        let full = |taken: &HashMap<Group, i64>, (group, most, already): &(Group, i64, i64)| {
             already + taken.get(group).copied().unwrap_or(0) >= *most
         };
-        if concurrency
+        if candidate
+            .concurrency
             .as_ref()
             .is_some_and(|group| full(&running_in_batch, group))
-            || throttle
+            || candidate
+                .throttle
                 .as_ref()
                 .is_some_and(|group| full(&started_in_batch, group))
         {
             continue;
         }
-        if let Some((group, _, _)) = concurrency {
+        if let Some((group, _, _)) = candidate.concurrency {
             *running_in_batch.entry(group).or_insert(0) += 1;
         }
-        if let Some((group, _, _)) = throttle {
+        if let Some((group, _, _)) = candidate.throttle {
             *started_in_batch.entry(group).or_insert(0) += 1;
         }
-        chosen.push(id);
+        chosen.push(candidate.id);
     }
     Ok(chosen)
 }
 
+/// A flow-control group: integration, flow and key.
+type Group = (String, String, String);
+
+/// A runnable execution, with its concurrency group (limit, running) and throttle group
+/// (starts allowed, started) when it has them.
+struct Candidate {
+    id: String,
+    concurrency: Option<(Group, i64, i64)>,
+    throttle: Option<(Group, i64, i64)>,
+}
+
+impl Candidate {
+    fn from_row(row: &dyn Row) -> Result<Self, StoreError> {
+        let group = |key: Option<String>| -> Result<Group, StoreError> {
+            Ok((row.text(1)?, row.text(2)?, key.unwrap_or_default()))
+        };
+        let concurrency = match row.opt_int(4)? {
+            Some(most) => Some((group(row.opt_text(3)?)?, most, row.int(5)?)),
+            None => None,
+        };
+        let throttle = match row.opt_int(7)? {
+            Some(most) => Some((group(row.opt_text(6)?)?, most, row.int(8)?)),
+            None => None,
+        };
+        Ok(Self {
+            id: row.text(0)?,
+            concurrency,
+            throttle,
+        })
+    }
+}
+
 /// Cancels the executions of `new`'s debounce group that still wait to start: `new`
 /// supersedes them.
-pub(super) fn supersede(
-    connection: &Connection,
-    new: &NewExecution,
-    key: &str,
-) -> Result<(), StoreError> {
+pub(super) fn supersede(db: &dyn Db, new: &NewExecution, key: &str) -> Result<(), StoreError> {
     let error = serde_json::json!({
         "code": "debounced",
         "message": format!("superseded by {}, a later execution of its debounce group", new.id),
     });
-    connection
-        .prepare_cached(
-            "UPDATE executions SET status = 'cancelled', finished_at = ?5, error = ?6
-              WHERE integration = ?1 AND flow = ?2 AND debounce_key = ?3 AND id != ?4
-                AND status = 'queued' AND started_at IS NULL",
-        )?
-        .execute(params![
-            new.integration,
-            new.flow,
+    db.execute(
+        "UPDATE executions SET status = 'cancelled', finished_at = ?5, error = ?6
+          WHERE integration = ?1 AND flow = ?2 AND debounce_key = ?3 AND id != ?4
+            AND status = 'queued' AND started_at IS NULL",
+        args![
+            &new.integration,
+            &new.flow,
             key,
             new.id.as_str(),
             new.created_at.millis(),
             error.to_string()
-        ])?;
+        ],
+    )?;
     Ok(())
 }
