@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -30,7 +30,7 @@ use switchboard_telemetry::Metrics;
 use tokio::sync::Semaphore;
 
 use crate::StoreError;
-use crate::sql::{Backend, Db, Row, Serial, SqlStore, Value};
+use crate::sql::{Backend, Db, Idle, Row, Serial, SqlStore, Value};
 
 /// The schema, one entry per version; a version once released is never edited.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
@@ -67,7 +67,7 @@ impl PostgresStore {
             .map_err(|error: postgres::Error| StoreError::Connect(error.to_string()))?;
         let pool = Arc::new(Pool {
             config,
-            idle: Mutex::new(Vec::new()),
+            idle: Idle::new(),
         });
         let connection = pool.take()?;
         migrate(&connection)?;
@@ -223,39 +223,29 @@ fn apply_migrations(connection: &Connection) -> Result<(), StoreError> {
 /// Idle connections, reused across jobs.
 struct Pool {
     config: postgres::Config,
-    idle: Mutex<Vec<Connection>>,
+    idle: Idle<Connection>,
 }
 
 impl Pool {
     /// An idle connection, or a new one.
     fn take(&self) -> Result<Connection, StoreError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(connection) => Ok(connection),
-            None => Ok(Connection {
+        self.idle.take(|| {
+            Ok(Connection {
                 client: RefCell::new(
                     self.config
                         .connect(NoTls)
                         .map_err(|error| StoreError::Connect(error.to_string()))?,
                 ),
                 statements: RefCell::new(HashMap::new()),
-            }),
-        }
+            })
+        })
     }
 
     /// Keeps `connection` for the next job, unless it broke.
     fn give_back(&self, connection: Connection) {
-        if connection.client.borrow().is_closed() {
-            return;
+        if !connection.client.borrow().is_closed() {
+            self.idle.give_back(connection);
         }
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(connection);
     }
 }
 
@@ -263,11 +253,7 @@ impl Drop for Pool {
     fn drop(&mut self) {
         // A synchronous client owns a runtime of its own, which may not be dropped inside
         // an async task (where the store's last owner may drop it): close them apart.
-        let idle = std::mem::take(
-            self.idle
-                .get_mut()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let idle = self.idle.drain();
         if !idle.is_empty() {
             let _ = std::thread::Builder::new()
                 .name(String::from("store-close"))

@@ -28,6 +28,7 @@ pub(crate) mod tests;
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value as Json;
 use switchboard_core::ExecutionId;
@@ -247,6 +248,50 @@ pub trait Backend: Send + Sync + 'static {
     /// at start-up: true where one process alone opens the store (SQLite); elsewhere a
     /// lease is only taken over once it expires.
     fn sole_process(&self) -> bool;
+}
+
+/// Connections not in use, kept for the next job of a backend.
+pub(crate) struct Idle<C> {
+    connections: Mutex<Vec<C>>,
+}
+
+impl<C> Idle<C> {
+    /// None yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            connections: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection, or a new one from `open`.
+    pub(crate) fn take(
+        &self,
+        open: impl FnOnce() -> Result<C, StoreError>,
+    ) -> Result<C, StoreError> {
+        let idle = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        idle.map_or_else(open, Ok)
+    }
+
+    /// Keeps `connection` for the next job.
+    pub(crate) fn give_back(&self, connection: C) {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(connection);
+    }
+
+    /// Every idle connection, taken out.
+    pub(crate) fn drain(&mut self) -> Vec<C> {
+        std::mem::take(
+            self.connections
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
 }
 
 /// The [`Store`](crate::Store) on an SQL backend.

@@ -14,7 +14,7 @@ mod writer;
 use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -23,7 +23,7 @@ use switchboard_core::Timestamp;
 use switchboard_telemetry::Metrics;
 
 use crate::StoreError;
-use crate::sql::{Backend, Db, Row, Serial, SqlStore, Value};
+use crate::sql::{Backend, Db, Idle, Row, Serial, SqlStore, Value};
 use writer::Writer;
 
 /// The schema, one entry per version; a version once released is never edited.
@@ -131,14 +131,14 @@ fn migrate(connection: &Connection) -> Result<(), StoreError> {
 /// Read-only connections, reused across reads.
 struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Idle<Connection>,
 }
 
 impl Readers {
     fn new(path: PathBuf) -> Self {
         Self {
             path,
-            idle: Mutex::new(Vec::new()),
+            idle: Idle::new(),
         }
     }
 
@@ -150,35 +150,22 @@ impl Readers {
     {
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let connection = readers.take()?;
+            let connection = readers.idle.take(|| readers.open())?;
             let result = work(&connection);
-            readers
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(connection);
+            readers.idle.give_back(connection);
             result
         })
         .await
         .map_err(|_| StoreError::Closed)?
     }
 
-    fn take(&self) -> Result<Connection, StoreError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(connection) => Ok(connection),
-            None => {
-                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                let connection = Connection::open_with_flags(&self.path, flags)?;
-                connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
-                settle_plans(&connection)?;
-                Ok(connection)
-            }
-        }
+    /// A new read connection.
+    fn open(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(&self.path, flags)?;
+        connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        settle_plans(&connection)?;
+        Ok(connection)
     }
 }
 
