@@ -28,7 +28,8 @@ struct Observation {
     value: f64,
 }
 
-/// Evaluates every alert of the project every `interval` until `shutdown`.
+/// Evaluates every alert of the project every `interval` until `shutdown`, while this
+/// node leads.
 pub async fn watch(engine: Arc<Engine>, interval: Duration, shutdown: CancellationToken) {
     let mut known: Option<HashMap<(String, String), AlertState>> = None;
     let mut tick = tokio::time::interval(interval);
@@ -37,6 +38,11 @@ pub async fn watch(engine: Arc<Engine>, interval: Duration, shutdown: Cancellati
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !engine.leads() {
+            // Another node watches; its changes are read again when this one leads.
+            known = None;
+            continue;
         }
         let known = match &mut known {
             Some(known) => known,

@@ -214,11 +214,14 @@ fn event_trigger(event: &Event) -> Value {
     })
 }
 
-/// Hands events to subscribers until `shutdown`, woken by each publish and otherwise
-/// every poll interval.
+/// Hands events to subscribers until `shutdown`, while this node leads, woken by each
+/// publish and otherwise every poll interval.
 pub(crate) async fn dispatch(engine: Arc<Engine>, shutdown: CancellationToken) {
     engine.sync_subscribers().await;
     loop {
+        if !engine.until_leading(&shutdown).await {
+            return;
+        }
         let more = match round(&engine).await {
             Ok(more) => more,
             Err(error) => {
@@ -233,7 +236,7 @@ pub(crate) async fn dispatch(engine: Arc<Engine>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = engine.bus.notified() => {}
-            () = tokio::time::sleep(engine.config.poll_interval) => {}
+            () = tokio::time::sleep(engine.idle_poll()) => {}
         }
     }
 }

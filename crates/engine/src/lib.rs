@@ -19,6 +19,10 @@
 //!   per new file (`file_watch`).
 //! - Ended executions older than `retention` are deleted in small batches
 //!   ([`retention`]).
+//! - With other nodes on the same store (PostgreSQL), their signals wake the same loops
+//!   (`hear_the_others`), which then poll only every 30 s as a fallback; one node at a
+//!   time leads and runs the scheduler, the bus dispatcher, alerts and retention. Every
+//!   node records a heartbeat every [`HEARTBEAT`].
 //! - On shutdown it stops leasing, lets running executions finish for `shutdown_grace`,
 //!   then stops the rest and gives their leases back so they resume on the next start.
 
@@ -44,7 +48,9 @@ use switchboard_core::{ExecutionId, Secrets, Timestamp};
 use switchboard_expr::Limits;
 use switchboard_project::Project;
 use switchboard_store::outbound::DELIVERY_INTEGRATION;
-use switchboard_store::{Control, LeasedExecution, NewExecution, Slots, Store, StoreError};
+use switchboard_store::{
+    Control, Heartbeat, LeasedExecution, NewExecution, Signal, Slots, Store, StoreError,
+};
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -207,7 +213,16 @@ pub struct Engine {
     waiters: invoke::Waiters,
     /// Where `files` steps and triggers read and write.
     files: Arc<dyn switchboard_files::Storage>,
+    /// When this engine was made, as its heartbeats say.
+    started_at: Timestamp,
 }
+
+/// How often a node records its heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// How often the loops of a node sharing its store with others look at the store when
+/// nothing woke them: the other nodes' signals wake them, so this is only a fallback.
+const CLUSTER_POLL: Duration = Duration::from_secs(30);
 
 impl Engine {
     /// An engine over `store` running `project`, reporting to `metrics`.
@@ -246,6 +261,7 @@ impl Engine {
             bulk: bulk::BulkJobs::default(),
             waiters: invoke::Waiters::default(),
             files,
+            started_at: Timestamp::now(),
         }))
     }
 
@@ -269,6 +285,81 @@ impl Engine {
         &self.store
     }
 
+    /// This node's id, as its leases and heartbeats name it.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// Whether this node leads: runs the scheduler, the bus dispatcher, alerts and
+    /// retention. Alone on its store it always does.
+    pub fn leads(&self) -> bool {
+        self.store
+            .cluster()
+            .is_none_or(|cluster| *cluster.leading.borrow())
+    }
+
+    /// Waits until this node leads; `false` when `shutdown` comes first.
+    pub(crate) async fn until_leading(&self, shutdown: &CancellationToken) -> bool {
+        let Some(cluster) = self.store.cluster() else {
+            return !shutdown.is_cancelled();
+        };
+        let mut leading = cluster.leading;
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            led = leading.wait_for(|leads| *leads) => led.is_ok(),
+        }
+    }
+
+    /// How long a loop sleeps when nothing woke it.
+    pub(crate) fn idle_poll(&self) -> Duration {
+        if self.store.cluster().is_some() {
+            self.config.poll_interval.max(CLUSTER_POLL)
+        } else {
+            self.config.poll_interval
+        }
+    }
+
+    /// Wakes this node's loops on the signals the other nodes sharing its store send.
+    async fn hear_the_others(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(cluster) = self.store.cluster() else {
+            return;
+        };
+        let mut heard = cluster.signals.subscribe();
+        loop {
+            let signal = tokio::select! {
+                () = shutdown.cancelled() => return,
+                signal = heard.recv() => signal,
+            };
+            match signal {
+                Ok(Signal::Work) => self.wake.notify_one(),
+                Ok(Signal::Events) => self.bus.notify_one(),
+                Ok(Signal::Schedules) => self.schedules_changed.notify_one(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    self.wake.notify_one();
+                    self.bus.notify_one();
+                    self.schedules_changed.notify_one();
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Records this node's heartbeat.
+    async fn beat(&self) {
+        let heartbeat = Heartbeat {
+            node: self.node.as_str().to_owned(),
+            started_at: self.started_at,
+            workers: u32::try_from(self.config.workers).unwrap_or(u32::MAX),
+            webhook_workers: u32::try_from(self.config.outbound.workers).unwrap_or(u32::MAX),
+            leading: self.leads(),
+            version: String::from(env!("CARGO_PKG_VERSION")),
+            at: Timestamp::now(),
+        };
+        if let Err(error) = self.store.heartbeat(heartbeat).await {
+            tracing::error!(%error, "Could not record this node's heartbeat.");
+        }
+    }
+
     /// Runs workers until `shutdown` is cancelled, then drains (see the crate docs).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         match self.store.recover_orphans(&self.node).await {
@@ -282,6 +373,7 @@ impl Engine {
             }
         }
         let maintenance = tokio::spawn(Arc::clone(&self).maintain(shutdown.clone()));
+        let hearing = tokio::spawn(Arc::clone(&self).hear_the_others(shutdown.clone()));
         let alerting = tokio::spawn(alerts::watch(
             Arc::clone(&self),
             self.config.alert_interval,
@@ -315,9 +407,10 @@ impl Engine {
                 drop(first_slot);
                 // Sleep until woken, the next timer (a retry, a debounce) comes due, or
                 // the poll interval passes, whichever is first.
+                let poll = self.idle_poll();
                 let next_due = match self.store.next_run_at(now).await {
                     Ok(Some(at)) => at.duration_since(Timestamp::now()),
-                    Ok(None) => self.config.poll_interval,
+                    Ok(None) => poll,
                     Err(error) => {
                         tracing::error!(%error, "Could not read the next timer.");
                         self.config.poll_interval
@@ -326,7 +419,7 @@ impl Engine {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(next_due.min(self.config.poll_interval)) => {}
+                    _ = tokio::time::sleep(next_due.min(poll)) => {}
                 }
                 continue;
             }
@@ -379,6 +472,7 @@ impl Engine {
         }
         self.drain(running).await;
         maintenance.abort();
+        hearing.abort();
         alerting.abort();
         pruning.abort();
         dispatching.abort();
@@ -511,9 +605,11 @@ impl Engine {
         let mut renew =
             tokio::time::interval((self.config.lease_ttl / 3).max(Duration::from_millis(100)));
         let mut sweep = tokio::time::interval(self.config.lease_ttl.max(Duration::from_secs(1)));
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = heartbeat.tick() => self.beat().await,
                 _ = renew.tick() => {
                     let leases = self.leases();
                     if leases.is_empty() { continue }

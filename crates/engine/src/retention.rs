@@ -12,7 +12,7 @@ use crate::Engine;
 /// The most executions one batch deletes.
 const BATCH: usize = 500;
 
-/// Prunes every `retention_interval` until `shutdown`.
+/// Prunes every `retention_interval` until `shutdown`, while this node leads.
 pub(crate) async fn prune(engine: Arc<Engine>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(engine.config.retention_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -20,6 +20,9 @@ pub(crate) async fn prune(engine: Arc<Engine>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !engine.leads() {
+            continue;
         }
         let now = Timestamp::now();
         let ended_before = Timestamp(

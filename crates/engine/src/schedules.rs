@@ -404,9 +404,12 @@ impl Engine {
     }
 }
 
-/// Fires schedules until shutdown (see the module docs).
+/// Fires schedules until shutdown, while this node leads (see the module docs).
 pub(crate) async fn watch(engine: Arc<Engine>, shutdown: CancellationToken) {
     loop {
+        if !engine.until_leading(&shutdown).await {
+            return;
+        }
         if let Err(error) = engine.fire_due(Timestamp::now()).await {
             tracing::error!(%error, "Could not fire due schedules.");
         }

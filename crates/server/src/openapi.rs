@@ -41,6 +41,7 @@ const INVOKE_PATH: &str = "/invoke/{integration}/{flow}";
         (name = "webhooks", description = "Outbound webhooks: endpoints, messages, deliveries and attempts."),
         (name = "events", description = "The built-in event bus: publishing, topics, subscribers and rewinds."),
         (name = "schedules", description = "Schedules: next fires, recent fires, run, pause and resume."),
+        (name = "cluster", description = "The nodes sharing the store."),
         (name = "health", description = "Liveness and readiness."),
         (name = "metrics", description = "Prometheus metrics."),
     )

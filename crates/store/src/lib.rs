@@ -17,6 +17,7 @@
 
 pub mod bus;
 pub mod claims;
+pub mod cluster;
 pub mod deploy;
 mod error;
 pub mod outbound;
@@ -32,6 +33,7 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 pub use bus::BusStore;
 pub use claims::ClaimStore;
+pub use cluster::{Cluster, Heartbeat, NodeRecord, Signal};
 pub use deploy::DeployStore;
 pub use error::StoreError;
 pub use outbound::OutboundStore;
@@ -150,4 +152,14 @@ pub trait Store:
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How this node hears from the other nodes sharing the store (their wake-ups, and
+    /// whether it leads); `None` for a store one process owns, where it always leads.
+    fn cluster(&self) -> Option<Cluster>;
+
+    /// Records a node's heartbeat.
+    async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<(), StoreError>;
+
+    /// The nodes heard from at or after `since`, with the leases each holds, by id.
+    async fn nodes(&self, since: Timestamp) -> Result<Vec<NodeRecord>, StoreError>;
 }

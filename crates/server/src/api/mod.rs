@@ -10,6 +10,7 @@
 //! - `schedules`: schedules, their next and recent fires, and run, pause and resume.
 
 mod alerts;
+mod cluster;
 mod events;
 mod executions;
 mod integrations;
@@ -176,6 +177,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(webhooks::routes())
         .merge(events::routes())
         .merge(schedules::routes())
+        .merge(cluster::routes())
 }
 
 /// The answer of the health routes.

@@ -30,16 +30,26 @@ use switchboard_telemetry::Metrics;
 use tokio::sync::Semaphore;
 
 use crate::StoreError;
+use crate::cluster::{Cluster, Signal};
 use crate::sql::{Backend, Db, Idle, Row, Serial, SqlStore, Value};
+
+mod listener;
 
 /// The schema, one entry per version; a version once released is never edited.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
 
-/// The first key of every advisory lock Switchboard takes ("SB"); the second names it.
-const LOCK_SPACE: i32 = 0x5342;
+/// The first key of every advisory lock Switchboard takes: its schema's, so that stores
+/// in other schemas of the database never wait for each other. The second names the lock.
+const LOCK_SPACE: &str = "hashtext('switchboard.' || current_schema())";
 
 /// The advisory lock held while migrating.
 const MIGRATION_LOCK: i32 = 0;
+
+/// The session advisory lock the leading node holds.
+const LEADER_LOCK: i32 = 3;
+
+/// The channel signals travel on, also the schema's own.
+const CHANNEL: &str = "'switchboard.' || current_schema()";
 
 /// How many connections a node opens at most.
 const POOL_SIZE: usize = 16;
@@ -50,11 +60,15 @@ const MAX_RUNS: u32 = 8;
 /// The [`Store`](crate::Store) on PostgreSQL.
 pub type PostgresStore = SqlStore<Postgres>;
 
-/// The PostgreSQL backend: its pool of connections.
+/// The PostgreSQL backend: its pool of connections, and the listener that hears the
+/// other nodes.
 pub struct Postgres {
     pool: Arc<Pool>,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    cluster: Cluster,
+    /// Tells the listener to stop when the store goes.
+    _listening: listener::Running,
 }
 
 impl PostgresStore {
@@ -72,11 +86,14 @@ impl PostgresStore {
         let connection = pool.take()?;
         migrate(&connection)?;
         pool.give_back(connection);
+        let (cluster, listening) = listener::start(pool.config.clone())?;
         Ok(Self {
             backend: Postgres {
                 pool,
                 permits: Arc::new(Semaphore::new(POOL_SIZE)),
                 metrics,
+                cluster,
+                _listening: listening,
             },
         })
     }
@@ -105,6 +122,10 @@ impl Backend for Postgres {
         F: FnOnce(&dyn Db) -> Result<T, StoreError> + Send + 'static,
     {
         self.run(move |connection| work(connection))
+    }
+
+    fn cluster(&self) -> Option<Cluster> {
+        Some(self.cluster.clone())
     }
 
     fn sole_process(&self) -> bool {
@@ -146,7 +167,9 @@ fn transaction<T>(
     let mut run = 1;
     loop {
         connection.batch("BEGIN")?;
+        connection.announced.borrow_mut().clear();
         let result = work(connection).and_then(|value| {
+            connection.notify_announced()?;
             connection.batch("COMMIT")?;
             Ok(value)
         });
@@ -237,6 +260,7 @@ impl Pool {
                         .map_err(|error| StoreError::Connect(error.to_string()))?,
                 ),
                 statements: RefCell::new(HashMap::new()),
+                announced: RefCell::new(Vec::new()),
             })
         })
     }
@@ -266,9 +290,23 @@ impl Drop for Pool {
 struct Connection {
     client: RefCell<Client>,
     statements: RefCell<HashMap<String, Statement>>,
+    /// What the transaction running on it announces when it commits.
+    announced: RefCell<Vec<Signal>>,
 }
 
 impl Connection {
+    /// Sends the transaction's signals; PostgreSQL delivers them when it commits.
+    fn notify_announced(&self) -> Result<(), StoreError> {
+        let announced = std::mem::take(&mut *self.announced.borrow_mut());
+        for signal in announced {
+            self.batch(&format!(
+                "SELECT pg_notify({CHANNEL}, '{}')",
+                signal.as_str()
+            ))?;
+        }
+        Ok(())
+    }
+
     /// Runs statements that take no parameters.
     fn batch(&self, sql: &str) -> Result<(), StoreError> {
         Ok(self.client.borrow_mut().batch_execute(sql)?)
@@ -339,6 +377,13 @@ impl Db for Connection {
             "SELECT pg_advisory_xact_lock({LOCK_SPACE}, {})",
             serial as i32
         ))
+    }
+
+    fn announce(&self, signal: Signal) {
+        let mut announced = self.announced.borrow_mut();
+        if !announced.contains(&signal) {
+            announced.push(signal);
+        }
     }
 }
 

@@ -1,4 +1,4 @@
--- Version 1: the whole schema, as SQLite's sixteen versions left it. Integers are
+-- Version 1: the whole schema, as SQLite's seventeen versions left it. Integers are
 -- BIGINT (millisecond times, counts, and flags as 0 and 1), JSON is text: the queries
 -- in `sql/` are shared with SQLite and read both alike.
 CREATE TABLE executions (
@@ -235,6 +235,17 @@ CREATE TABLE file_claims (
     claimed_at   BIGINT NOT NULL,
     PRIMARY KEY (integration, flow, path)
 );
+
+CREATE TABLE nodes (
+    id              TEXT PRIMARY KEY,
+    started_at      BIGINT NOT NULL,
+    heartbeat_at    BIGINT NOT NULL,
+    workers         BIGINT NOT NULL,
+    webhook_workers BIGINT NOT NULL,
+    leads           BIGINT NOT NULL,
+    version         TEXT NOT NULL
+);
+CREATE INDEX nodes_heartbeat ON nodes (heartbeat_at);
 
 -- SQLite's json_extract for the `$.field` paths the shared queries use.
 CREATE FUNCTION json_extract(document TEXT, path TEXT) RETURNS TEXT

@@ -9,6 +9,7 @@ use switchboard_core::Timestamp;
 use super::{Backend, Db, Row, Serial, SqlStore, args, as_u64, insert_execution, json_text};
 use crate::StoreError;
 use crate::bus::{Advance, BusStore, Cursor, Event, NewEvent, Published, StateChange, TopicStats};
+use crate::cluster::Signal;
 use crate::records::Page;
 
 const EVENT_COLUMNS: &str = "seq, id, topic, key, source, time, data";
@@ -64,6 +65,9 @@ pub(super) fn append_events(
                 |row| row.int(0),
             )?,
         };
+        if appended.is_some() {
+            db.announce(Signal::Events);
+        }
         published.push(Published {
             id: event.id.clone(),
             sequence: as_u64(seq).to_string(),

@@ -4,6 +4,7 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 use super::{Db, args, ends, parse_status};
 use crate::StoreError;
+use crate::cluster::Signal;
 use crate::records::{Control, ExecutionStatus};
 
 /// The status of an execution, if it exists.
@@ -25,6 +26,7 @@ pub(super) fn retry_failed(db: &dyn Db, id: &ExecutionId) -> Result<Control, Sto
                   WHERE id = ?1",
                 args![id.as_str(), Timestamp::now().millis()],
             )?;
+            db.announce(Signal::Work);
             Ok(Control::Applied)
         }
         Some(other) => Ok(Control::WrongStatus(other)),

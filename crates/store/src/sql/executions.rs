@@ -8,9 +8,10 @@ use switchboard_core::ids::{LeaseToken, NodeId};
 use switchboard_core::{ExecutionId, Timestamp};
 
 use super::{
-    Backend, Db, Row, Serial, SqlStore, Value, alerts, args, as_u32, as_u64, bus, control, ends,
-    error_text, flow_control, json_text, millis, parse_error, parse_id, parse_status,
+    Backend, Db, Row, Serial, SqlStore, Value, alerts, args, as_u32, as_u64, bus, cluster, control,
+    ends, error_text, flow_control, json_text, millis, parse_error, parse_id, parse_status,
 };
+use crate::cluster::{Cluster, Heartbeat, NodeRecord, Signal};
 use crate::records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, Control, End, Enqueued, ExecutionDetail,
     ExecutionFilter, ExecutionStatus, ExecutionSummary, LeasedExecution, LogRecord, NewExecution,
@@ -176,6 +177,7 @@ pub(crate) fn insert_execution(db: &dyn Db, new: &NewExecution) -> Result<(), St
     if let Some(key) = &new.debounce_key {
         flow_control::supersede(db, new, key)?;
     }
+    db.announce(Signal::Work);
     Ok(())
 }
 
@@ -348,6 +350,11 @@ fn write_checkpoint(db: &dyn Db, checkpoint: &Checkpoint) -> Result<Checkpointed
             )?;
         }
     }
+    if checkpoint.end.is_some() {
+        // Its end may let another start elsewhere: the next of its ordering sequence,
+        // one waiting for room in its group, or its waiting parent.
+        db.announce(Signal::Work);
+    }
     if let Some(response) = &checkpoint.response {
         db.execute(
             "UPDATE executions SET response = COALESCE(response, ?2) WHERE id = ?1",
@@ -368,13 +375,17 @@ fn write_checkpoint(db: &dyn Db, checkpoint: &Checkpoint) -> Result<Checkpointed
 /// Puts `running` executions back in the queue: those whose lease expired before
 /// `expired_before`, or (with `owner_other_than`) those leased by another process.
 fn requeue(db: &dyn Db, condition: &str, value: Value<'_>) -> Result<u64, StoreError> {
-    db.execute(
+    let requeued = db.execute(
         &format!(
             "UPDATE executions SET status = 'queued', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
               WHERE status = 'running' AND {condition}"
         ),
         &[value],
-    )
+    )?;
+    if requeued > 0 {
+        db.announce(Signal::Work);
+    }
+    Ok(requeued)
 }
 
 fn execution_detail(db: &dyn Db, id: &str) -> Result<Option<ExecutionDetail>, StoreError> {
@@ -597,6 +608,7 @@ impl<B: Backend> Store for SqlStore<B> {
                         args![id.as_str(), lease.as_str()],
                     )?;
                 }
+                db.announce(Signal::Work);
                 Ok(())
             })
             .await
@@ -758,5 +770,19 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend
             .read(|db| db.one("SELECT 1", args![], |_| Ok(())))
             .await
+    }
+
+    fn cluster(&self) -> Option<Cluster> {
+        self.backend.cluster()
+    }
+
+    async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<(), StoreError> {
+        self.backend
+            .write(move |db| cluster::heartbeat(db, &heartbeat))
+            .await
+    }
+
+    async fn nodes(&self, since: Timestamp) -> Result<Vec<NodeRecord>, StoreError> {
+        self.backend.read(move |db| cluster::nodes(db, since)).await
     }
 }

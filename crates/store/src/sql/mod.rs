@@ -16,6 +16,7 @@
 mod alerts;
 mod bus;
 mod claims;
+mod cluster;
 mod control;
 mod deploy;
 mod ends;
@@ -34,6 +35,7 @@ use serde_json::Value as Json;
 use switchboard_core::ExecutionId;
 
 use crate::StoreError;
+use crate::cluster::{Cluster, Signal};
 use crate::records::{ErrorRecord, ExecutionStatus};
 
 pub(crate) use executions::insert_execution;
@@ -181,6 +183,10 @@ pub trait Db {
 
     /// Holds `serial` until the transaction ends (PostgreSQL; SQLite has one writer).
     fn serialize(&self, serial: Serial) -> Result<(), StoreError>;
+
+    /// Tells the other nodes, once this transaction commits, that it made a change of
+    /// this kind (PostgreSQL's `NOTIFY`; on SQLite there are no other nodes).
+    fn announce(&self, signal: Signal);
 }
 
 impl dyn Db + '_ {
@@ -243,6 +249,9 @@ pub trait Backend: Send + Sync + 'static {
     where
         T: Send + 'static,
         F: FnOnce(&dyn Db) -> Result<T, StoreError> + Send + 'static;
+
+    /// How this node hears from the others, where there are others.
+    fn cluster(&self) -> Option<Cluster>;
 
     /// Whether executions left `running` by processes other than this one are orphans
     /// at start-up: true where one process alone opens the store (SQLite); elsewhere a

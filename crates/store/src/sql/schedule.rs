@@ -7,6 +7,7 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 use super::{Backend, Db, Row, SqlStore, args, insert_execution, parse_id};
 use crate::StoreError;
+use crate::cluster::Signal;
 use crate::records::Page;
 use crate::schedule::{
     Fire, FireOutcome, FireRecord, ScheduleDefinition, ScheduleFilter, ScheduleRecord,
@@ -165,6 +166,7 @@ fn sync(db: &dyn Db, schedules: &[ScheduleDefinition]) -> Result<(), StoreError>
             args![integration, flow],
         )?;
     }
+    db.announce(Signal::Schedules);
     Ok(())
 }
 
@@ -280,6 +282,7 @@ impl<B: Backend> ScheduleStore for SqlStore<B> {
                         args![&integration, &flow, next_fire_at.millis()],
                     )?;
                 }
+                db.announce(Signal::Schedules);
                 one(db, &integration, &flow)
             })
             .await

@@ -1160,6 +1160,80 @@ async fn nodes_accepting_one_dedupe_key_at_once_start_one_execution() {
     assert_eq!(page.items.len(), 1);
 }
 
+#[tokio::test]
+async fn one_node_leads_and_hands_over_when_it_goes_and_writes_wake_the_others() {
+    use crate::cluster::Signal;
+    let Some(url) = postgres_schema().await else {
+        return;
+    };
+    let (first, second) = tokio::join!(postgres_node(&url), postgres_node(&url));
+    let leads = |store: &PostgresStore| *store.cluster().unwrap().leading.borrow();
+    let settled = async {
+        while leads(&first) == leads(&second) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), settled)
+        .await
+        .expect("one of two nodes leads");
+
+    let (leader, other) = if leads(&first) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let mut heard = other.cluster().unwrap().signals.subscribe();
+    leader.enqueue(new_execution("a")).await.unwrap();
+    let signal = tokio::time::timeout(std::time::Duration::from_secs(5), heard.recv())
+        .await
+        .expect("the other node hears of the new work")
+        .unwrap();
+    assert_eq!(signal, Signal::Work);
+
+    drop(leader);
+    let handed_over = async {
+        while !leads(&other) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), handed_over)
+        .await
+        .expect("the other node leads once the leader is gone");
+}
+
+#[tokio::test]
+async fn heartbeats_list_the_live_nodes_with_their_leases() {
+    use crate::cluster::Heartbeat;
+    let folder = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&folder);
+    let node = NodeId::generate();
+    let beat = |at: i64| Heartbeat {
+        node: node.as_str().to_owned(),
+        started_at: Timestamp(1_000),
+        workers: 4,
+        webhook_workers: 2,
+        leading: true,
+        version: String::from("0.1.0"),
+        at: Timestamp(at),
+    };
+    store.heartbeat(beat(2_000)).await.unwrap();
+    store.enqueue(new_execution("a")).await.unwrap();
+    lease_now(&store, &node, 1).await;
+    let nodes = store.nodes(Timestamp(1_500)).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].leases, 1);
+    assert!(nodes[0].leading);
+    assert!(
+        store.nodes(Timestamp(2_001)).await.unwrap().is_empty(),
+        "not heard since"
+    );
+    store.heartbeat(beat(3_000)).await.unwrap();
+    assert_eq!(
+        store.nodes(Timestamp(2_001)).await.unwrap()[0].last_heartbeat_at,
+        Timestamp(3_000)
+    );
+}
+
 /// Runs each named test body on a fresh store of each backend.
 macro_rules! on_each_backend {
     ($($name:ident),* $(,)?) => {

@@ -23,6 +23,7 @@ use switchboard_core::Timestamp;
 use switchboard_telemetry::Metrics;
 
 use crate::StoreError;
+use crate::cluster::{Cluster, Signal};
 use crate::sql::{Backend, Db, Idle, Row, Serial, SqlStore, Value};
 use writer::Writer;
 
@@ -44,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("schema_14.sql")),
     (15, include_str!("schema_15.sql")),
     (16, include_str!("schema_16.sql")),
+    (17, include_str!("schema_17.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -204,6 +206,10 @@ impl Backend for Sqlite {
         self.readers.read(work)
     }
 
+    fn cluster(&self) -> Option<Cluster> {
+        None
+    }
+
     fn sole_process(&self) -> bool {
         true
     }
@@ -254,6 +260,10 @@ impl Db for Connection {
     fn serialize(&self, _serial: Serial) -> Result<(), StoreError> {
         // One writer thread: every write transaction already runs alone.
         Ok(())
+    }
+
+    fn announce(&self, _signal: Signal) {
+        // One process: its engine woke its own loops already.
     }
 }
 

@@ -8,6 +8,7 @@ mod alerts;
 mod api;
 mod bus;
 mod cli;
+mod cluster;
 mod control;
 mod crash;
 mod deploy;

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use switchboard_core::Secrets;
 use switchboard_engine::EngineConfig;
 
-use crate::support::{Captured, Receiver, TestServer, reference_accepts};
+use crate::support::{
+    Captured, Receiver, TestServer, delivery_status, reference_accepts, wait_until,
+};
 
 const PROJECT: &str = r#"
 name: shop
@@ -71,17 +73,6 @@ async fn create_endpoint(server: &TestServer, settings: Value) -> (String, Strin
         .await;
     assert_eq!(status, 200);
     (id, secret["key"].as_str().unwrap().to_owned())
-}
-
-async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_for_requests(receiver: &Receiver, count: usize) -> Vec<Captured> {
@@ -677,19 +668,6 @@ async fn bad_endpoint_and_message_input_is_refused_with_the_field() {
     let (status, _) = server.get_json("/api/v1/messages/nothing-here").await;
     assert_eq!(status, 404);
     server.stop().await;
-}
-
-/// The message's delivery status, read from a running process.
-async fn delivery_status(client: &reqwest::Client, base: &str, message: &str) -> Option<String> {
-    let response = client
-        .get(format!("{base}/api/v1/messages/{message}"))
-        .send()
-        .await
-        .ok()?;
-    let message: Value = response.json().await.ok()?;
-    message["deliveries"][0]["status"]
-        .as_str()
-        .map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchboard_core::Secrets;
@@ -453,4 +453,33 @@ pub fn reference_accepts(secret: &str, request: &Captured) -> Option<bool> {
         return None;
     }
     Some(String::from_utf8_lossy(&output.stdout).starts_with("valid"))
+}
+
+/// Polls `check` until it finds something (20 s at most).
+pub async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The message's delivery status, read from a running process.
+pub async fn delivery_status(
+    client: &reqwest::Client,
+    base: &str,
+    message: &str,
+) -> Option<String> {
+    let response = client
+        .get(format!("{base}/api/v1/messages/{message}"))
+        .send()
+        .await
+        .ok()?;
+    let message: Value = response.json().await.ok()?;
+    message["deliveries"][0]["status"]
+        .as_str()
+        .map(str::to_owned)
 }
