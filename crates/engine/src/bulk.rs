@@ -3,9 +3,11 @@
 //! that can be read while it runs.
 //!
 //! The targets are listed first (a snapshot, so replays that match the filter are not
-//! picked up again), then handled one by one. Jobs live in the process:
-//! a restart forgets them, and running the same job again is harmless (a retry skips
-//! what is no longer failed).
+//! picked up again), then handled one by one, on the node that started the job. Its
+//! progress is kept in memory and saved to the store as it goes (at each state and
+//! every [`SAVE_EVERY`] targets), so that every node sharing the store answers for it.
+//! A job whose node stops stays where it was saved; running the same job again is
+//! harmless (a retry skips what is no longer failed).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use switchboard_core::ids::{EndpointId, JobId};
 use switchboard_core::{ExecutionId, Timestamp};
-use switchboard_store::{Control, ExecutionFilter, StoreError};
+use switchboard_store::{Control, ExecutionFilter, JobRecord, StoreError};
 
 use crate::Engine;
 use crate::outbound::OutboundError;
@@ -75,16 +77,72 @@ pub(crate) struct BulkJobs {
 }
 
 impl BulkJobs {
-    fn update(&self, id: &JobId, change: impl FnOnce(&mut BulkJob)) {
+    /// Changes the job, and answers it as it is now.
+    fn update(&self, id: &JobId, change: impl FnOnce(&mut BulkJob)) -> Option<BulkJob> {
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(job) = jobs.get_mut(id) {
-            change(job);
+        let job = jobs.get_mut(id)?;
+        change(job);
+        Some(job.clone())
+    }
+}
+
+impl BulkAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Replay => "replay",
+            Self::Resend => "resend",
         }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Retry, Self::Replay, Self::Resend]
+            .into_iter()
+            .find(|action| action.as_str() == text)
+    }
+}
+
+/// The states a job goes through.
+const STATES: [&str; 3] = ["listing", "running", "done"];
+
+impl BulkJob {
+    fn record(&self, node: &str) -> JobRecord {
+        JobRecord {
+            id: self.id.to_string(),
+            action: self.action.as_str().to_owned(),
+            state: self.state.to_owned(),
+            total: self.total,
+            processed: self.processed,
+            applied: self.applied,
+            skipped: self.skipped,
+            failed: self.failed,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            node: node.to_owned(),
+        }
+    }
+
+    fn from_record(record: JobRecord) -> Option<Self> {
+        Some(Self {
+            id: record.id.parse().ok()?,
+            action: BulkAction::parse(&record.action)?,
+            state: STATES.into_iter().find(|state| *state == record.state)?,
+            total: record.total,
+            processed: record.processed,
+            applied: record.applied,
+            skipped: record.skipped,
+            failed: record.failed,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+        })
     }
 }
 
 /// How many executions one listing page holds.
 const PAGE: usize = 500;
+
+/// Every how many targets a running job saves its progress.
+const SAVE_EVERY: u64 = 100;
 
 impl Engine {
     /// Starts a bulk job over the executions `filter` matches; its progress is read with
@@ -130,18 +188,48 @@ impl Engine {
             .insert(job.id.clone(), job.clone());
         let engine = Arc::clone(self);
         let id = job.id.clone();
-        tokio::spawn(async move { engine.run_bulk(&id, action, targets).await });
+        tokio::spawn(async move {
+            engine.progress(&id, |_| true, |_| {}).await;
+            engine.run_bulk(&id, action, targets).await;
+        });
         job
     }
 
-    /// The progress of a bulk job of this process.
-    pub fn bulk_job(&self, id: &JobId) -> Option<BulkJob> {
-        self.bulk
+    /// The progress of a bulk job: as it is now when this node runs it, else as the node
+    /// that runs it last saved it.
+    pub async fn bulk_job(&self, id: &JobId) -> Result<Option<BulkJob>, StoreError> {
+        let local = self
+            .bulk
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .cloned()
+            .cloned();
+        if local.is_some() {
+            return Ok(local);
+        }
+        Ok(self
+            .store
+            .job(id.as_str())
+            .await?
+            .and_then(BulkJob::from_record))
+    }
+
+    /// Changes a job of this node, saving it to the store when `save` says so.
+    async fn progress(
+        &self,
+        id: &JobId,
+        save: impl Fn(&BulkJob) -> bool,
+        change: impl FnOnce(&mut BulkJob),
+    ) {
+        let Some(job) = self.bulk.update(id, change) else {
+            return;
+        };
+        if save(&job)
+            && let Err(error) = self.store.save_job(job.record(self.node.as_str())).await
+        {
+            tracing::warn!(%error, job = %id, "Could not save a bulk job's progress.");
+        }
     }
 
     async fn run_bulk(&self, id: &JobId, action: BulkAction, targets: Targets) {
@@ -173,18 +261,28 @@ impl Engine {
             Ok(targets) => targets,
             Err(error) => {
                 tracing::error!(%error, job = %id, "Could not list the executions of a bulk job.");
-                self.bulk.update(id, |job| {
-                    job.state = "done";
-                    job.failed = 1;
-                    job.finished_at = Some(Timestamp::now());
-                });
+                self.progress(
+                    id,
+                    |_| true,
+                    |job| {
+                        job.state = "done";
+                        job.failed = 1;
+                        job.finished_at = Some(Timestamp::now());
+                    },
+                )
+                .await;
                 return;
             }
         };
-        self.bulk.update(id, |job| {
-            job.state = "running";
-            job.total = Some(targets.len() as u64);
-        });
+        self.progress(
+            id,
+            |_| true,
+            |job| {
+                job.state = "running";
+                job.total = Some(targets.len() as u64);
+            },
+        )
+        .await;
         for (target, message) in targets {
             let outcome = match (action, message) {
                 (BulkAction::Retry, _) => self
@@ -203,19 +301,26 @@ impl Engine {
                     _ => Ok(false),
                 },
             };
-            self.bulk.update(id, |job| {
+            let every = |job: &BulkJob| job.processed.is_multiple_of(SAVE_EVERY);
+            self.progress(id, every, |job| {
                 job.processed += 1;
                 match outcome {
                     Ok(true) => job.applied += 1,
                     Ok(false) => job.skipped += 1,
                     Err(_) => job.failed += 1,
                 }
-            });
+            })
+            .await;
         }
-        self.bulk.update(id, |job| {
-            job.state = "done";
-            job.finished_at = Some(Timestamp::now());
-        });
+        self.progress(
+            id,
+            |_| true,
+            |job| {
+                job.state = "done";
+                job.finished_at = Some(Timestamp::now());
+            },
+        )
+        .await;
     }
 
     /// Every execution `filter` matches, oldest first.

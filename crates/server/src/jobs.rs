@@ -209,7 +209,8 @@ async fn replay_matching(
     params(("id" = String, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job.", body = JobView),
-        (status = 404, description = "No job of this process has that id.", body = ErrorBody),
+        (status = 404, description = "No job has that id.", body = ErrorBody),
+        (status = 503, description = "The store does not answer.", body = ErrorBody),
     ))]
 async fn get_job(
     State(state): State<AppState>,
@@ -220,6 +221,8 @@ async fn get_job(
     state
         .engine
         .bulk_job(&parsed)
+        .await
+        .map_err(|error| ApiError::store_unavailable(&error))?
         .map(|job| axum::Json(job.into()))
         .ok_or_else(not_found)
 }

@@ -20,6 +20,7 @@ pub mod claims;
 pub mod cluster;
 pub mod deploy;
 mod error;
+pub mod jobs;
 pub mod outbound;
 mod postgres;
 mod records;
@@ -36,8 +37,9 @@ pub use claims::ClaimStore;
 pub use cluster::{Cluster, Heartbeat, NodeRecord, Signal};
 pub use deploy::DeployStore;
 pub use error::StoreError;
+pub use jobs::JobRecord;
 pub use outbound::OutboundStore;
-pub use postgres::PostgresStore;
+pub use postgres::{Copied, PostgresStore};
 pub use records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, ConcurrencyGroup, Control, DedupeKey, End,
     Enqueued, ErrorRecord, ExecutionDetail, ExecutionFilter, ExecutionStatus, ExecutionSummary,
@@ -162,4 +164,10 @@ pub trait Store:
 
     /// The nodes heard from at or after `since`, with the leases each holds, by id.
     async fn nodes(&self, since: Timestamp) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Saves a bulk job's progress.
+    async fn save_job(&self, job: JobRecord) -> Result<(), StoreError>;
+
+    /// A bulk job's progress as last saved, whichever node runs it.
+    async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
 }

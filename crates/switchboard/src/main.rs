@@ -70,6 +70,23 @@ enum Command {
     /// Act on many executions of a running server at once.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Manage stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy every record of a stopped SQLite store into an empty PostgreSQL store.
+    Migrate {
+        /// The data folder of the SQLite store (no `serve` may be running on it).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL store (postgres://user:password@host:port/database); it must
+        /// hold no records yet (a new database, or a new schema named in the URL).
+        #[arg(long, env = "SWITCHBOARD_STORE", hide_env_values = true)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +231,7 @@ fn main() -> ExitCode {
             Command::Executions(ExecutionsCommand::Replay(args)) => {
                 bulk::run(bulk::Action::Replay, args).await
             }
+            Command::Store(StoreCommand::Migrate { from, to }) => migrate_store(&from, to).await,
         }
     });
     traces.finish();
@@ -224,6 +242,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `switchboard store migrate`: copies an SQLite store into PostgreSQL.
+async fn migrate_store(from: &std::path::Path, to: String) -> anyhow::Result<ExitCode> {
+    if !from.join("switchboard.db").is_file() {
+        anyhow::bail!(
+            "{} holds no Switchboard store (no switchboard.db)",
+            from.display()
+        );
+    }
+    let target = tokio::task::spawn_blocking(move || {
+        switchboard_store::PostgresStore::connect(&to, Arc::default())
+    })
+    .await
+    .context("the connection to PostgreSQL stopped")?
+    .context("cannot open the PostgreSQL store")?;
+    let copied = target
+        .import_sqlite(from)
+        .await
+        .with_context(|| format!("cannot copy the store in {}", from.display()))?;
+    let total: u64 = copied.iter().map(|(_, rows)| rows).sum();
+    for (table, rows) in &copied {
+        println!("{table:<20} {rows:>10}");
+    }
+    println!("copied {total} records from {}", from.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The trace exporter, when one runs.

@@ -33,7 +33,10 @@ use crate::StoreError;
 use crate::cluster::{Cluster, Signal};
 use crate::sql::{Backend, Db, Idle, Row, Serial, SqlStore, Value};
 
+mod import;
 mod listener;
+
+pub use import::Copied;
 
 /// The schema, one entry per version; a version once released is never edited.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];

@@ -1,4 +1,4 @@
--- Version 1: the whole schema, as SQLite's seventeen versions left it. Integers are
+-- Version 1: the whole schema, as SQLite's eighteen versions left it. Integers are
 -- BIGINT (millisecond times, counts, and flags as 0 and 1), JSON is text: the queries
 -- in `sql/` are shared with SQLite and read both alike.
 CREATE TABLE executions (
@@ -246,6 +246,21 @@ CREATE TABLE nodes (
     version         TEXT NOT NULL
 );
 CREATE INDEX nodes_heartbeat ON nodes (heartbeat_at);
+
+CREATE TABLE bulk_jobs (
+    id          TEXT PRIMARY KEY,
+    action      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    total       BIGINT,
+    processed   BIGINT NOT NULL,
+    applied     BIGINT NOT NULL,
+    skipped     BIGINT NOT NULL,
+    failed      BIGINT NOT NULL,
+    started_at  BIGINT NOT NULL,
+    finished_at BIGINT,
+    node        TEXT NOT NULL
+);
+CREATE INDEX bulk_jobs_finished ON bulk_jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 -- SQLite's json_extract for the `$.field` paths the shared queries use.
 CREATE FUNCTION json_extract(document TEXT, path TEXT) RETURNS TEXT

@@ -9,9 +9,10 @@ use switchboard_core::{ExecutionId, Timestamp};
 
 use super::{
     Backend, Db, Row, Serial, SqlStore, Value, alerts, args, as_u32, as_u64, bus, cluster, control,
-    ends, error_text, flow_control, json_text, millis, parse_error, parse_id, parse_status,
+    ends, error_text, flow_control, jobs, json_text, millis, parse_error, parse_id, parse_status,
 };
 use crate::cluster::{Cluster, Heartbeat, NodeRecord, Signal};
+use crate::jobs::JobRecord;
 use crate::records::{
     AlertChange, AlertState, Checkpoint, Checkpointed, Control, End, Enqueued, ExecutionDetail,
     ExecutionFilter, ExecutionStatus, ExecutionSummary, LeasedExecution, LogRecord, NewExecution,
@@ -521,6 +522,11 @@ fn prune(
             LIMIT ?2)",
         args![before, limit],
     )?;
+    db.execute(
+        "DELETE FROM bulk_jobs WHERE id IN (
+           SELECT id FROM bulk_jobs WHERE finished_at < ?1 LIMIT ?2)",
+        args![before, limit],
+    )?;
     // An event goes once it is past retention and every subscriber has it.
     let events = db.execute(
         "DELETE FROM events WHERE seq IN (
@@ -784,5 +790,14 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn nodes(&self, since: Timestamp) -> Result<Vec<NodeRecord>, StoreError> {
         self.backend.read(move |db| cluster::nodes(db, since)).await
+    }
+
+    async fn save_job(&self, job: JobRecord) -> Result<(), StoreError> {
+        self.backend.write(move |db| jobs::save(db, &job)).await
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let id = id.to_owned();
+        self.backend.read(move |db| jobs::find(db, &id)).await
     }
 }

@@ -22,6 +22,7 @@ mod deploy;
 mod ends;
 mod executions;
 mod flow_control;
+mod jobs;
 mod outbound;
 mod schedule;
 #[cfg(test)]

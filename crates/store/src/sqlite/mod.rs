@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("schema_15.sql")),
     (16, include_str!("schema_16.sql")),
     (17, include_str!("schema_17.sql")),
+    (18, include_str!("schema_18.sql")),
 ];
 
 /// The database file inside the data folder.
@@ -188,6 +189,13 @@ fn settle_plans(connection: &Connection) -> Result<(), StoreError> {
 
 /// How many prepared statements a connection keeps: more than the store has.
 const STATEMENT_CACHE: usize = 256;
+
+impl Sqlite {
+    /// The database file.
+    pub(crate) fn database_path(&self) -> PathBuf {
+        self.readers.path.clone()
+    }
+}
 
 impl Backend for Sqlite {
     fn write<T, F>(&self, work: F) -> impl Future<Output = Result<T, StoreError>> + Send

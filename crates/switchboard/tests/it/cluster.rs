@@ -157,15 +157,26 @@ async fn three_nodes_lose_nothing_and_repeat_nothing_when_one_is_killed_and_one_
         .await
         .unwrap();
     assert!(endpoint["id"].is_string(), "{endpoint}");
-    let cluster: Value = client
-        .get(format!("{}/api/v1/cluster", base(&nodes, 1)))
-        .send()
-        .await
+    let cluster_api = format!("{}/api/v1/cluster", base(&nodes, 1));
+    let cluster = wait_until("every node's first heartbeat", async || {
+        let cluster: Value = client
+            .get(&cluster_api)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (cluster["items"].as_array()?.len() == 3).then_some(cluster)
+    })
+    .await;
+    let leaders = cluster["items"]
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(cluster["items"].as_array().unwrap().len(), 3, "{cluster:#}");
+        .iter()
+        .filter(|node| node["leading"] == true)
+        .count();
+    assert!(leaders <= 1, "at most one node leads: {cluster:#}");
 
     let bases = Arc::new(Mutex::new((0..3).map(|node| base(&nodes, node)).collect()));
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
@@ -291,6 +302,212 @@ async fn three_nodes_lose_nothing_and_repeat_nothing_when_one_is_killed_and_one_
         instants.len()
     );
     for node in nodes.into_iter().flatten() {
+        assert_eq!(node.terminate(), 0);
+    }
+}
+
+const MOVING: &str = r#"
+name: moving
+flows:
+  ingest:
+    trigger: { webhook: {} }
+    steps:
+      - id: shape
+        transform: '{n: .n}'
+      - id: announce
+        publish: { topic: order.created }
+  seen:
+    trigger: { event: { topic: "order.*" } }
+    steps:
+      - id: note
+        log: 'seen ${{ .n }}'
+"#;
+
+/// Every execution id a process lists, sorted.
+async fn execution_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let page: Value = client
+        .get(format!("{base}/api/v1/executions?limit=500"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_store_moves_to_postgresql_whole() {
+    let Some(store) = postgres_schema().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("moving.yaml"), MOVING).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    let server = ServeProcess::start(folder.path(), data.path(), &[]);
+    let mut accepted = Vec::new();
+    for n in 0..5 {
+        let response = client
+            .post(format!("{}/hooks/moving/ingest", server.base))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        accepted.push(crate::support::execution_id(response).await);
+    }
+    for id in &accepted {
+        let execution = wait_for_execution(&client, &server.base, id).await;
+        assert_eq!(execution["status"], "succeeded", "{execution:#}");
+    }
+    wait_until("the subscriber to see every event", async || {
+        (executions_of(&client, &server.base, "seen").await.len() == 5).then_some(())
+    })
+    .await;
+    let endpoint: Value = client
+        .post(format!("{}/api/v1/endpoints", server.base))
+        .json(&json!({"url": "https://example.invalid/hook", "event_types": ["order.*"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = execution_ids(&client, &server.base).await;
+    assert_eq!(server.terminate(), 0);
+
+    let migrated = crate::support::binary()
+        .args(["store", "migrate", "--from"])
+        .arg(data.path())
+        .args(["--to", &store])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&migrated.stdout);
+    assert!(
+        migrated.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert!(printed.contains("copied"), "{printed}");
+    let again = crate::support::binary()
+        .args(["store", "migrate", "--from"])
+        .arg(data.path())
+        .args(["--to", &store])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "a store that holds data is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds data"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(folder.path(), elsewhere.path(), &["--store", &store]);
+    assert_eq!(
+        execution_ids(&client, &server.base).await,
+        before,
+        "every execution moved"
+    );
+    let moved = wait_for_execution(&client, &server.base, &accepted[0]).await;
+    assert_eq!(
+        moved["steps"][0]["output"],
+        json!({"n": 0}),
+        "with its steps"
+    );
+    let endpoints: Value = client
+        .get(format!("{}/api/v1/endpoints", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(endpoints["items"][0]["id"], endpoint["id"]);
+    // The bus goes on where it was: a new event is seen once, and only it.
+    let response = client
+        .post(format!("{}/hooks/moving/ingest", server.base))
+        .json(&json!({"n": 5}))
+        .send()
+        .await
+        .unwrap();
+    let id = crate::support::execution_id(response).await;
+    assert_eq!(
+        wait_for_execution(&client, &server.base, &id).await["status"],
+        "succeeded"
+    );
+    wait_until("the subscriber to see the new event", async || {
+        (executions_of(&client, &server.base, "seen").await.len() == 6).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        executions_of(&client, &server.base, "seen").await.len(),
+        6,
+        "no event twice"
+    );
+    assert_eq!(server.terminate(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_job_started_on_one_node_is_followed_on_another() {
+    let Some(store) = postgres_schema().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("moving.yaml"), MOVING).unwrap();
+    let data: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<_> = data
+        .iter()
+        .map(|data| ServeProcess::start(folder.path(), data.path(), &["--store", &store]))
+        .collect();
+    let client = reqwest::Client::new();
+    for n in 0..3 {
+        let response = client
+            .post(format!("{}/hooks/moving/ingest", nodes[0].base))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        let id = crate::support::execution_id(response).await;
+        wait_for_execution(&client, &nodes[0].base, &id).await;
+    }
+    let job: Value = client
+        .post(format!("{}/api/v1/executions/replay", nodes[0].base))
+        .json(&json!({"flow": "ingest"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let done = wait_until("the job to end, read from the other node", async || {
+        let job: Value = client
+            .get(format!("{}/api/v1/jobs/{id}", nodes[1].base))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (job["state"] == "done").then_some(job)
+    })
+    .await;
+    assert_eq!(done["applied"], 3, "{done:#}");
+    assert_eq!(done["action"], "replay");
+    for node in nodes {
         assert_eq!(node.terminate(), 0);
     }
 }
