@@ -17,7 +17,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Receiver, ServeProcess, delivery_status, executions_of, wait_for_execution, wait_until,
+    Receiver, ServeProcess, delivery_status, executions_of, get_json, post_json,
+    wait_for_execution, wait_until,
 };
 
 const CLIENTS: usize = 6;
@@ -147,15 +148,12 @@ async fn three_nodes_lose_nothing_and_repeat_nothing_when_one_is_killed_and_one_
         nodes[node].as_ref().map(|node| node.base.clone()).unwrap()
     };
     let client = reqwest::Client::new();
-    let endpoint: Value = client
-        .post(format!("{}/api/v1/endpoints", base(&nodes, 0)))
-        .json(&json!({"url": format!("{}/deliveries", receiver.base)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint = post_json(
+        &client,
+        &format!("{}/api/v1/endpoints", base(&nodes, 0)),
+        &json!({"url": format!("{}/deliveries", receiver.base)}),
+    )
+    .await;
     assert!(endpoint["id"].is_string(), "{endpoint}");
     let cluster_api = format!("{}/api/v1/cluster", base(&nodes, 1));
     let cluster = wait_until("every node's first heartbeat", async || {
@@ -325,14 +323,7 @@ flows:
 
 /// Every execution id a process lists, sorted.
 async fn execution_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
-    let page: Value = client
-        .get(format!("{base}/api/v1/executions?limit=500"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&client, &format!("{base}/api/v1/executions?limit=500")).await;
     let mut ids: Vec<String> = page["items"]
         .as_array()
         .unwrap()
@@ -372,15 +363,12 @@ async fn an_sqlite_store_moves_to_postgresql_whole() {
         (executions_of(&client, &server.base, "seen").await.len() == 5).then_some(())
     })
     .await;
-    let endpoint: Value = client
-        .post(format!("{}/api/v1/endpoints", server.base))
-        .json(&json!({"url": "https://example.invalid/hook", "event_types": ["order.*"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint = post_json(
+        &client,
+        &format!("{}/api/v1/endpoints", server.base),
+        &json!({"url": "https://example.invalid/hook", "event_types": ["order.*"]}),
+    )
+    .await;
     let before = execution_ids(&client, &server.base).await;
     assert_eq!(server.terminate(), 0);
 
@@ -426,14 +414,7 @@ async fn an_sqlite_store_moves_to_postgresql_whole() {
         json!({"n": 0}),
         "with its steps"
     );
-    let endpoints: Value = client
-        .get(format!("{}/api/v1/endpoints", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoints = get_json(&client, &format!("{}/api/v1/endpoints", server.base)).await;
     assert_eq!(endpoints["items"][0]["id"], endpoint["id"]);
     // The bus goes on where it was: a new event is seen once, and only it.
     let response = client
@@ -483,15 +464,12 @@ async fn a_bulk_job_started_on_one_node_is_followed_on_another() {
         let id = crate::support::execution_id(response).await;
         wait_for_execution(&client, &nodes[0].base, &id).await;
     }
-    let job: Value = client
-        .post(format!("{}/api/v1/executions/replay", nodes[0].base))
-        .json(&json!({"flow": "ingest"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = post_json(
+        &client,
+        &format!("{}/api/v1/executions/replay", nodes[0].base),
+        &json!({"flow": "ingest"}),
+    )
+    .await;
     let id = job["id"].as_str().unwrap().to_owned();
     let done = wait_until("the job to end, read from the other node", async || {
         let job: Value = client

@@ -455,6 +455,24 @@ pub fn reference_accepts(secret: &str, request: &Captured) -> Option<bool> {
     Some(String::from_utf8_lossy(&output.stdout).starts_with("valid"))
 }
 
+/// The JSON answer of a GET to `url`.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The JSON answer of a POST of `body` to `url`.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls `check` until it finds something (20 s at most).
 pub async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
