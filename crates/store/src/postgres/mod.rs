@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 
 use crate::StoreError;
 use crate::cluster::{Cluster, Signal};
-use crate::sql::{Backend, Db, Idle, Row, Serial, SqlStore, Value};
+use crate::sql::{Backend, Db, Idle, Read, Row, Serial, SqlStore, Value};
 
 mod import;
 mod listener;
@@ -364,13 +364,15 @@ impl Db for Connection {
         &self,
         sql: &str,
         args: &[Value<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), StoreError>,
+        each: &mut dyn FnMut(&dyn Row) -> Result<Read, StoreError>,
     ) -> Result<(), StoreError> {
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|arg| arg as _).collect();
         let rows = self.client.borrow_mut().query(&statement, &params)?;
         for row in &rows {
-            each(row)?;
+            if each(row)? == Read::Enough {
+                break;
+            }
         }
         Ok(())
     }

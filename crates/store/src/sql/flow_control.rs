@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use switchboard_core::Timestamp;
 
-use super::{Db, Row, args};
+use super::{Db, Read, Row, args};
 use crate::StoreError;
 use crate::outbound::DELIVERY_INTEGRATION;
 use crate::records::NewExecution;
@@ -73,37 +73,39 @@ pub(super) fn lease_candidates(
           ORDER BY run_at, id
           LIMIT ?2"
     );
-    let candidates = db.rows(&sql, args![now.millis(), scan], Candidate::from_row)?;
     let mut chosen = Vec::new();
     // Per group: (integration, flow, key).
     let mut running_in_batch: HashMap<Group, i64> = HashMap::new();
     let mut started_in_batch: HashMap<Group, i64> = HashMap::new();
-    for candidate in candidates {
-        if chosen.len() >= limit {
-            break;
-        }
+    // Rows are read only until enough are chosen: each one costs its group counts.
+    db.query(&sql, args![now.millis(), scan], &mut |row| {
+        let candidate = Candidate::from_row(row)?;
         let full = |taken: &HashMap<Group, i64>, (group, most, already): &(Group, i64, i64)| {
             already + taken.get(group).copied().unwrap_or(0) >= *most
         };
-        if candidate
+        let held_back = candidate
             .concurrency
             .as_ref()
             .is_some_and(|group| full(&running_in_batch, group))
             || candidate
                 .throttle
                 .as_ref()
-                .is_some_and(|group| full(&started_in_batch, group))
-        {
-            continue;
+                .is_some_and(|group| full(&started_in_batch, group));
+        if !held_back {
+            if let Some((group, _, _)) = candidate.concurrency {
+                *running_in_batch.entry(group).or_insert(0) += 1;
+            }
+            if let Some((group, _, _)) = candidate.throttle {
+                *started_in_batch.entry(group).or_insert(0) += 1;
+            }
+            chosen.push(candidate.id);
         }
-        if let Some((group, _, _)) = candidate.concurrency {
-            *running_in_batch.entry(group).or_insert(0) += 1;
-        }
-        if let Some((group, _, _)) = candidate.throttle {
-            *started_in_batch.entry(group).or_insert(0) += 1;
-        }
-        chosen.push(candidate.id);
-    }
+        Ok(if chosen.len() >= limit {
+            Read::Enough
+        } else {
+            Read::More
+        })
+    })?;
     Ok(chosen)
 }
 

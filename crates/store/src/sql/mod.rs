@@ -174,12 +174,13 @@ pub trait Db {
     /// Runs a statement; answers how many rows it changed.
     fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, StoreError>;
 
-    /// Runs a query, handing each row to `each` in order.
+    /// Runs a query, handing each row to `each` in order until it answers
+    /// [`Read::Enough`] (a statement that changes rows has changed them all by then).
     fn query(
         &self,
         sql: &str,
         args: &[Value<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), StoreError>,
+        each: &mut dyn FnMut(&dyn Row) -> Result<Read, StoreError>,
     ) -> Result<(), StoreError>;
 
     /// Holds `serial` until the transaction ends (PostgreSQL; SQLite has one writer).
@@ -188,6 +189,15 @@ pub trait Db {
     /// Tells the other nodes, once this transaction commits, that it made a change of
     /// this kind (PostgreSQL's `NOTIFY`; on SQLite there are no other nodes).
     fn announce(&self, signal: Signal);
+}
+
+/// Whether a query's reader wants the next row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// The next row, if there is one.
+    More,
+    /// No more rows: the rest are not read.
+    Enough,
 }
 
 impl dyn Db + '_ {
@@ -201,7 +211,7 @@ impl dyn Db + '_ {
         let mut rows = Vec::new();
         self.query(sql, args, &mut |row| {
             rows.push(map(row)?);
-            Ok(())
+            Ok(Read::More)
         })?;
         Ok(rows)
     }
@@ -215,10 +225,8 @@ impl dyn Db + '_ {
     ) -> Result<Option<T>, StoreError> {
         let mut first = None;
         self.query(sql, args, &mut |row| {
-            if first.is_none() {
-                first = Some(map(row)?);
-            }
-            Ok(())
+            first = Some(map(row)?);
+            Ok(Read::Enough)
         })?;
         Ok(first)
     }

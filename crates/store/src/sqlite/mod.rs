@@ -24,7 +24,7 @@ use switchboard_telemetry::Metrics;
 
 use crate::StoreError;
 use crate::cluster::{Cluster, Signal};
-use crate::sql::{Backend, Db, Idle, Row, Serial, SqlStore, Value};
+use crate::sql::{Backend, Db, Idle, Read, Row, Serial, SqlStore, Value};
 use writer::Writer;
 
 /// The schema, one entry per version; a version once released is never edited.
@@ -255,12 +255,14 @@ impl Db for Connection {
         &self,
         sql: &str,
         args: &[Value<'_>],
-        each: &mut dyn FnMut(&dyn Row) -> Result<(), StoreError>,
+        each: &mut dyn FnMut(&dyn Row) -> Result<Read, StoreError>,
     ) -> Result<(), StoreError> {
         let mut statement = self.prepare_cached(sql)?;
         let mut rows = statement.query(rusqlite::params_from_iter(args))?;
         while let Some(row) = rows.next()? {
-            each(row)?;
+            if each(row)? == Read::Enough {
+                break;
+            }
         }
         Ok(())
     }

@@ -323,7 +323,7 @@ flows:
 
 /// Every execution id a process lists, sorted.
 async fn execution_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
-    let page = get_json(&client, &format!("{base}/api/v1/executions?limit=500")).await;
+    let page = get_json(client, &format!("{base}/api/v1/executions?limit=500")).await;
     let mut ids: Vec<String> = page["items"]
         .as_array()
         .unwrap()

@@ -390,6 +390,17 @@ impl ServeProcess {
     }
 }
 
+impl Drop for ServeProcess {
+    /// A test that fails leaves no process behind (one that ended already is not
+    /// killed again).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The path of an external tool the tests use. Missing, it skips the test with a printed
 /// reason, except in CI (`CI` set), where `.ci/run` installs it and its absence fails.
 pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
