@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use postgres::NoTls;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
 use tokio::sync::{broadcast, watch};
 
 use super::{CHANNEL, LEADER_LOCK, LOCK_SPACE};
@@ -35,7 +35,8 @@ impl Drop for Running {
     }
 }
 
-/// Starts the listener on its own connection from `config`.
+/// Starts the listener on its own connection from `config`. It listens before this
+/// returns, so no signal committed after the store opened is missed.
 pub(super) fn start(config: postgres::Config) -> Result<(Cluster, Running), StoreError> {
     let (signals, _) = broadcast::channel(64);
     let (leading, watching) = watch::channel(false);
@@ -46,9 +47,10 @@ pub(super) fn start(config: postgres::Config) -> Result<(Cluster, Running), Stor
         leading,
         stop: Arc::clone(&stop),
     };
+    let first = listener.connect()?;
     std::thread::Builder::new()
         .name(String::from("store-listener"))
-        .spawn(move || listener.run())
+        .spawn(move || listener.run(first))
         .map_err(|error| StoreError::Connect(format!("cannot start the listener: {error}")))?;
     Ok((
         Cluster {
@@ -67,21 +69,28 @@ struct Listener {
 }
 
 impl Listener {
-    fn run(self) {
+    fn run(self, first: Client) {
+        let mut client = Some(first);
         while !self.stop.load(Ordering::Relaxed) {
-            if let Err(error) = self.listen() {
+            let listened = match client.take() {
+                Some(client) => self.listen(client),
+                None => self.connect().and_then(|client| self.listen(client)),
+            };
+            if let Err(error) = listened {
                 tracing::warn!(%error, "The store's listener lost its connection; connecting again.");
             }
             self.leading.send_replace(false);
             for signal in Signal::ALL {
                 let _ = self.signals.send(signal);
             }
-            std::thread::sleep(RECONNECT);
+            if !self.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(RECONNECT);
+            }
         }
     }
 
-    /// Listens on one connection until it breaks or the store stops.
-    fn listen(&self) -> Result<(), StoreError> {
+    /// A new connection, listening on the store's channel.
+    fn connect(&self) -> Result<Client, StoreError> {
         let mut client = self
             .config
             .connect(NoTls)
@@ -95,6 +104,11 @@ impl Listener {
             .query_one(&format!("SELECT {CHANNEL}"), &[])?
             .try_get(0)?;
         client.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "\"\"")))?;
+        Ok(client)
+    }
+
+    /// Listens on `client` until it breaks or the store stops.
+    fn listen(&self, mut client: Client) -> Result<(), StoreError> {
         while !self.stop.load(Ordering::Relaxed) {
             if !*self.leading.borrow() {
                 let won: bool = client
