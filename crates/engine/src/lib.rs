@@ -49,7 +49,7 @@ use switchboard_expr::Limits;
 use switchboard_project::Project;
 use switchboard_store::outbound::DELIVERY_INTEGRATION;
 use switchboard_store::{
-    Control, Heartbeat, LeasedExecution, NewExecution, Signal, Slots, Store, StoreError,
+    Cluster, Control, Heartbeat, LeasedExecution, NewExecution, Signal, Slots, Store, StoreError,
 };
 use switchboard_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
@@ -215,6 +215,8 @@ pub struct Engine {
     files: Arc<dyn switchboard_files::Storage>,
     /// When this engine was made, as its heartbeats say.
     started_at: Timestamp,
+    /// How it hears the other nodes sharing its store; `None` when it is alone.
+    cluster: Option<Cluster>,
 }
 
 /// How often a node records its heartbeat.
@@ -242,6 +244,7 @@ impl Engine {
         let roots = switchboard_files::Roots::new(&config.file_roots)?;
         let files: Arc<dyn switchboard_files::Storage> =
             Arc::new(switchboard_files::LocalStorage::new(roots));
+        let cluster = store.cluster();
         Ok(Arc::new(Self {
             store,
             project: std::sync::RwLock::new(project),
@@ -262,6 +265,7 @@ impl Engine {
             waiters: invoke::Waiters::default(),
             files,
             started_at: Timestamp::now(),
+            cluster,
         }))
     }
 
@@ -293,17 +297,17 @@ impl Engine {
     /// Whether this node leads: runs the scheduler, the bus dispatcher, alerts and
     /// retention. Alone on its store it always does.
     pub fn leads(&self) -> bool {
-        self.store
-            .cluster()
+        self.cluster
+            .as_ref()
             .is_none_or(|cluster| *cluster.leading.borrow())
     }
 
     /// Waits until this node leads; `false` when `shutdown` comes first.
     pub(crate) async fn until_leading(&self, shutdown: &CancellationToken) -> bool {
-        let Some(cluster) = self.store.cluster() else {
+        let Some(cluster) = &self.cluster else {
             return !shutdown.is_cancelled();
         };
-        let mut leading = cluster.leading;
+        let mut leading = cluster.leading.clone();
         tokio::select! {
             () = shutdown.cancelled() => false,
             led = leading.wait_for(|leads| *leads) => led.is_ok(),
@@ -312,7 +316,7 @@ impl Engine {
 
     /// How long a loop sleeps when nothing woke it.
     pub(crate) fn idle_poll(&self) -> Duration {
-        if self.store.cluster().is_some() {
+        if self.cluster.is_some() {
             self.config.poll_interval.max(CLUSTER_POLL)
         } else {
             self.config.poll_interval
@@ -321,7 +325,7 @@ impl Engine {
 
     /// Wakes this node's loops on the signals the other nodes sharing its store send.
     async fn hear_the_others(self: Arc<Self>, shutdown: CancellationToken) {
-        let Some(cluster) = self.store.cluster() else {
+        let Some(cluster) = &self.cluster else {
             return;
         };
         let mut heard = cluster.signals.subscribe();
